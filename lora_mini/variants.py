@@ -1,0 +1,207 @@
+"""LoRA variants behind one API: rsLoRA, DoRA, LoRA+, PiSSA, and LoRA on a quantized base.
+
+    apply_variant(model, "all-linear", r=16, alpha=32, variant="dora")
+    opt = loraplus_optimizer(model, lr=2e-4, ratio=16)      # LoRA+: B learns ratio× faster
+    quantize_base_(model, kind="nf4")                         # QLoRA's idea, fake-quantized W
+
+variant          what changes (W frozen: out × in; A: r × in; B: out × r)
+"lora"           W' = W + (α/r)·B·A                                      (Hu et al., 2021)
+"rslora"         W' = W + (α/√r)·B·A                                     (Kalajdzievski, 2023)
+"dora"           W' = m ⊙ (W + s·B·A) / ‖W + s·B·A‖_row, m: out, init ‖W‖_row   (Liu et al., 2024)
+"pissa"          A, B from the top-r SVD of W; W_res = W − s·B·A is frozen    (Meng et al., 2024)
+"loraplus"       plain LoRA layers; the optimizer gives B a ratio× larger LR   (Hayou et al., 2024)
+
+All variants start out computing exactly the base model (up to rounding for PiSSA), and
+`merge`/`unmerge` from lora_mini.merge work for all of them (DoRA's delta_weight is W' − W).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .inject import _set_module, find_targets, lora_modules
+from .layers import LoRALinear, check_hparams
+
+VARIANTS = ("lora", "rslora", "dora", "pissa", "loraplus")
+TRAINABLE_SUFFIXES = ("lora_A", "lora_B", "lora_magnitude")
+
+
+# ----------------------------------------------------------------------------- DoRA
+
+class DoRALinear(LoRALinear):
+    """Weight-decomposed LoRA: W' = m ⊙ V / ‖V‖_row with V = W + s·B·A.
+
+    lora_magnitude m: (out,), starts at ‖W‖_row so that W' = W at init (B = 0).
+    As in the paper (and PEFT), ‖V‖ is treated as a constant in backward (detached),
+    which saves memory; the forward value is exact.
+    """
+
+    def __init__(self, base: nn.Module, r: int, alpha: float, dropout: float = 0.0,
+                 use_rslora: bool = False):
+        super().__init__(base, r, alpha, dropout, use_rslora)
+        self.lora_magnitude = nn.Parameter(self._weight_oi().float().norm(dim=1))   # (out,)
+        self._merged_delta = None
+
+    def _weight_oi(self) -> torch.Tensor:
+        """W as out × in (Conv1D stores it transposed)."""
+        w = self.base.weight
+        return w.T if self.fan_in_fan_out else w
+
+    def _lora_delta_oi(self) -> torch.Tensor:
+        return (self.lora_B.float() @ self.lora_A.float()) * self.scaling          # out × in, fp32
+
+    def _row_norm(self) -> torch.Tensor:
+        """‖W + s·B·A‖ per output row, (out,), fp32, detached."""
+        return (self._weight_oi().float() + self._lora_delta_oi()).norm(dim=1).detach()
+
+    def delta_weight(self) -> torch.Tensor:
+        """W' − W in float32, shaped like base.weight. While merged, the delta that was added."""
+        if self.merged:
+            if self._merged_delta is None:
+                raise RuntimeError("DoRA layer is marked merged but holds no merged delta")
+            delta = self._merged_delta
+            self._merged_delta = None   # merge.unmerge subtracts it once
+            return delta
+        w = self._weight_oi().float()
+        v = w + self._lora_delta_oi()
+        delta = (self.lora_magnitude.float() / v.norm(dim=1))[:, None] * v - w       # out × in
+        delta = delta.T if self.fan_in_fan_out else delta
+        self._merged_delta = delta.detach().clone()   # kept in case merge() follows
+        return delta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merged or self.disabled:
+            return self.base(x)
+        w = self._weight_oi()
+        scale = (self.lora_magnitude.float() / self._row_norm()).to(x.dtype)        # (out,)
+        y = F.linear(x, w.to(x.dtype)) + self.lora_forward(x)                      # V x
+        y = y * scale
+        bias = getattr(self.base, "bias", None)
+        return y if bias is None else y + bias.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ", dora=True"
+
+
+# ----------------------------------------------------------------------------- PiSSA
+
+@torch.no_grad()
+def pissa_init_(layer: LoRALinear) -> LoRALinear:
+    """PiSSA: put W's top-r singular directions into A, B and freeze the residual.
+
+    W = U S Vᵀ;  B = U_r √(S_r/s),  A = √(S_r/s) V_rᵀ  so that s·B·A = U_r S_r V_rᵀ,
+    and W_res = W − s·B·A replaces W. At init W_res + s·B·A = W (up to W's dtype rounding).
+    """
+    w = layer.base.weight.float()
+    w = w.T if layer.fan_in_fan_out else w                                        # out × in
+    U, S, Vh = torch.linalg.svd(w, full_matrices=False)
+    r = layer.r
+    root = torch.sqrt(S[:r] / layer.scaling)                                      # (r,)
+    layer.lora_B.copy_(U[:, :r] * root[None, :])                                  # out × r
+    layer.lora_A.copy_(root[:, None] * Vh[:r])                                    # r × in
+    w_res = w - layer.scaling * layer.lora_B @ layer.lora_A
+    w_res = w_res.T if layer.fan_in_fan_out else w_res
+    layer.base.weight.copy_(w_res.to(layer.base.weight.dtype))
+    return layer
+
+
+# ----------------------------------------------------------------------------- one API
+
+def mark_variant_trainable(model: nn.Module) -> None:
+    """requires_grad only for lora_A, lora_B and DoRA's lora_magnitude."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.endswith(TRAINABLE_SUFFIXES))
+
+
+def apply_variant(model: nn.Module, target_modules, r: int, alpha: float, variant: str = "lora",
+                  dropout: float = 0.0) -> nn.Module:
+    """apply_lora with a `variant`: "lora", "rslora", "dora", "pissa" or "loraplus".
+
+    "loraplus" makes plain LoRA layers; pair it with loraplus_optimizer(model, lr, ratio).
+    Returns the same model, changed in place; raises before changing anything on bad input.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    check_hparams(r, alpha, dropout)
+    names = find_targets(model, target_modules)
+    cls = DoRALinear if variant == "dora" else LoRALinear
+    for name in names:
+        layer = cls(model.get_submodule(name), r, alpha, dropout, use_rslora=(variant == "rslora"))
+        if variant == "pissa":
+            pissa_init_(layer)
+        _set_module(model, name, layer)
+    mark_variant_trainable(model)
+    return model
+
+
+def loraplus_optimizer(model: nn.Module, lr: float, ratio: float = 16.0, weight_decay: float = 0.0,
+                       betas=(0.9, 0.999)) -> torch.optim.Optimizer:
+    """AdamW with LR `lr` for A (and DoRA's m) and `ratio`·lr for B (LoRA+; the paper uses ~16)."""
+    if not ratio > 0:
+        raise ValueError(f"LoRA+ ratio must be > 0 (the paper uses 16), got {ratio!r}")
+    b = [p for n, p in model.named_parameters() if p.requires_grad and n.endswith("lora_B")]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.endswith("lora_B")]
+    if not b:
+        raise ValueError("loraplus_optimizer: the model has no trainable lora_B; apply LoRA first")
+    groups = [{"params": rest, "lr": lr}, {"params": b, "lr": lr * ratio}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas,
+                             weight_decay=weight_decay)
+
+
+# ----------------------------------------------------------------------------- quantized base
+
+NF4_LEVELS = torch.tensor([   # QLoRA's 4-bit NormalFloat code book (Dettmers et al., 2023)
+    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+    -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+    0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+    0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0])
+INT4_LEVELS = torch.linspace(-1.0, 1.0, 15)   # symmetric absmax int4: −7..7, /7 (zero exact)
+
+
+def fake_quantize(w: torch.Tensor, kind: str = "nf4", block: int = 64) -> torch.Tensor:
+    """Blockwise absmax 4-bit quantize-dequantize of W (any shape), returned in W's dtype.
+
+    W is cut into blocks of `block` consecutive values; each block is divided by its absmax c,
+    each value is rounded to the nearest of 16 levels in [−1, 1] ("nf4") or 15 uniform levels
+    ("int4"), and multiplied back by c. Storage would be 4 bits per value + one c per block.
+    """
+    levels = {"nf4": NF4_LEVELS, "int4": INT4_LEVELS}.get(kind)
+    if levels is None:
+        raise ValueError(f"kind must be 'nf4' or 'int4', got {kind!r}")
+    if w.numel() % block:
+        raise ValueError(f"W has {w.numel()} values, not a multiple of block={block}; pick a divisor")
+    x = w.detach().float().reshape(-1, block)                                    # blocks × block
+    c = x.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+    levels = levels.to(x.device)
+    codes = (x / c).unsqueeze(-1).sub(levels).abs().argmin(dim=-1)              # blocks × block
+    return (levels[codes] * c).reshape(w.shape).to(w.dtype)
+
+
+@torch.no_grad()
+def quantize_base_(model: nn.Module, target_modules="all-linear", kind: str = "nf4",
+                   block: int = 64) -> dict:
+    """Replace every targeted W by its 4-bit fake-quantized copy (before adding LoRA).
+
+    Returns {"layers", "params", "rel_error" (‖W_q − W‖_F / ‖W‖_F over all), "bits_per_param"}.
+    bits_per_param counts 4-bit codes plus one float32 absmax per block (4 + 32/block).
+    """
+    names = find_targets(model, target_modules)
+    err = ref = 0.0
+    n = 0
+    for name in names:
+        w = model.get_submodule(name).weight
+        q = fake_quantize(w, kind, block)
+        err += (q.float() - w.float()).pow(2).sum().item()
+        ref += w.float().pow(2).sum().item()
+        n += w.numel()
+        w.copy_(q)
+    return {"layers": len(names), "params": n, "rel_error": math.sqrt(err / ref),
+            "bits_per_param": 4 + 32 / block, "kind": kind, "block": block}
+
+
+def variant_layers(model: nn.Module) -> dict[str, LoRALinear]:
+    """{name: layer} for LoRA and DoRA layers (DoRALinear is a LoRALinear)."""
+    return lora_modules(model)
