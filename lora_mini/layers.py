@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import fast
+
 try:  # GPT-2's transposed linear layer; optional so that lora_mini works without transformers
     from transformers.pytorch_utils import Conv1D
 except ImportError:  # pragma: no cover
@@ -93,10 +95,11 @@ class LoRALinear(nn.Module):
         return F.linear(F.linear(self.dropout(x), a), b) * self.scaling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x)
         if self.merged or self.disabled:
-            return y
-        return y + self.lora_forward(x)
+            return self.base(x)
+        if fast.can_use(self, x):          # same maths in one autograd Function (see fast.py)
+            return fast.lora_linear(self, x)
+        return self.base(x) + self.lora_forward(x)
 
     def extra_repr(self) -> str:
         return (f"in={self.in_features}, out={self.out_features}, r={self.r}, alpha={self.alpha:g}, "

@@ -1,0 +1,442 @@
+"""`python -m lora_mini bench`: one training step of full fine-tuning vs PEFT LoRA vs lora_mini LoRA.
+
+Same model, same inputs, same loss (causal LM loss over all tokens), same AdamW, one process,
+after warm-up; eager and torch.compile'd. Per configuration: step time (median), tokens/s, peak
+memory, and the ratios to full fine-tuning at the same shape and mode.
+
+    methods   full           every parameter trains (bf16 weights on a GPU)
+              peft           PEFT LoRA with its defaults (r, α, "all-linear", fp32 adapters)
+              lora_mini      apply_lora(...) with the fast path (lora_mini/fast.py)
+              lora_mini_ref  the same layers with the fast path off (the straightforward forward)
+
+Peak memory: torch.cuda.max_memory_allocated on a GPU. On a CPU there is no allocator counter,
+so we report an estimate: parameters + gradients + optimizer state + tensors saved for backward
+(unique storages, via saved_tensors_hooks), labelled "memory_kind" in the JSON.
+"""
+from __future__ import annotations
+
+import copy
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from . import fast
+from .inject import apply_lora
+from .models import DEFAULT_MODEL, load_model, tiny_model
+
+METHODS = ("full", "peft", "lora_mini", "lora_mini_ref")
+MODES = ("eager", "compiled")
+GIB = 2 ** 30
+
+
+# ----------------------------------------------------------------------------- accounting
+
+def linear_shapes(config) -> list[tuple[int, int]]:
+    """(in, out) of every "all-linear" LoRA target in one Llama-style decoder layer."""
+    d, f = config.hidden_size, config.intermediate_size
+    heads = config.num_attention_heads
+    hd = getattr(config, "head_dim", None) or d // heads
+    kv = getattr(config, "num_key_value_heads", heads) * hd
+    return [(d, heads * hd), (d, kv), (d, kv), (heads * hd, d), (d, f), (d, f), (f, d)]
+
+
+def flops_per_token(config, seq: int, r: int, method: str) -> dict:
+    """Matmul FLOPs (2 per multiply-add) per token of one training step, by part.
+
+    linear: full 6·in·out (forward, grad_x, grad_W); LoRA 4·in·out + 6·r·(in+out) (no grad_W,
+    A and B cost 2·r·(in+out) forward and twice that backward; the fast path needs 4·r·(in+out)).
+    head: V×d output layer, full 6·V·d, LoRA 4·V·d (no weight grad). attention: QKᵀ and PV,
+    causal (half), forward + 2× backward = 6·T·d per layer, the same for every method.
+    """
+    L, d, V = config.num_hidden_layers, config.hidden_size, config.vocab_size
+    io = linear_shapes(config)
+    mm = sum(i * o for i, o in io) * L
+    side = sum(i + o for i, o in io) * L
+    attn = 6 * seq * d * L                  # 2·T·d forward (QKᵀ + PV, causal half), ×3 with backward
+    if method == "full":
+        linear, head = 6 * mm, 6 * V * d
+    elif method == "lora_mini":
+        linear, head = 4 * mm + 4 * r * side, 4 * V * d
+    else:
+        linear, head = 4 * mm + 6 * r * side, 4 * V * d
+    return {"linear": linear, "head": head, "attention": attn, "total": linear + head + attn}
+
+
+# ----------------------------------------------------------------------------- one configuration
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def build(base_model, method: str, r: int, alpha: float, device):
+    """A fresh copy of base_model on `device`, set up for `method`. Returns (model, trainable params)."""
+    model = copy.deepcopy(base_model).to(device)
+    model.config.use_cache = False
+    if method == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+    elif method in ("lora_mini", "lora_mini_ref"):
+        apply_lora(model, "all-linear", r=r, alpha=alpha)
+    elif method == "peft":
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear",
+                                                 lora_dropout=0.0, task_type="CAUSAL_LM"))
+    else:
+        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    model.train()
+    return model, [p for p in model.parameters() if p.requires_grad]
+
+
+def _saved_bytes(step) -> int:
+    """Bytes of the unique storages autograd saves for backward while running step()."""
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        if isinstance(t, torch.Tensor) and not isinstance(t, torch.nn.Parameter):
+            st = t.untyped_storage()
+            seen[st.data_ptr()] = st.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return sum(seen.values())
+
+
+def _tensor_bytes(tensors) -> int:
+    seen = {}
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.numel():
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    return sum(seen.values())
+
+
+def run_one(base_model, method, mode, batch, seq, args, device) -> dict:
+    """Time one (method, mode, shape) configuration. Raises on failure (the caller records it)."""
+    row = {"method": method, "mode": mode, "batch": batch, "seq": seq, "shape": f"{batch}x{seq}"}
+    model = opt = fwd = None
+    t0 = time.perf_counter()
+    try:
+        with fast.fast_path(method != "lora_mini_ref"):
+            model, params = build(base_model, method, args.rank, args.alpha, device)
+            row["trainable_params"] = sum(p.numel() for p in params)
+            fused = device.type == "cuda"
+            opt = torch.optim.AdamW(params, lr=1e-5, fused=True) if fused else torch.optim.AdamW(params, lr=1e-5)
+            row["optimizer"] = "AdamW(fused)" if fused else "AdamW(foreach)"
+            g = torch.Generator().manual_seed(args.seed)
+            ids = torch.randint(0, base_model.config.vocab_size, (batch, seq), generator=g).to(device)
+            fwd = torch.compile(model, backend=args.compile_backend) if mode == "compiled" else model
+
+            def step():
+                loss = fwd(input_ids=ids, labels=ids).loss
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                return loss.detach()
+
+            for i in range(args.warmup):
+                loss = step()
+                if i == 0:
+                    row["loss_first"] = round(float(loss), 4)
+            _sync(device)
+            row["warmup_s"] = round(time.perf_counter() - t0, 2)
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            times = []
+            for _ in range(args.steps):
+                t = time.perf_counter()
+                step()
+                _sync(device)
+                times.append(time.perf_counter() - t)
+            row["step_s"] = statistics.median(times)
+            row["step_s_all"] = [round(t, 5) for t in times]
+            row["tokens_per_s"] = batch * seq / row["step_s"]
+            if device.type == "cuda":
+                row["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / GIB
+            else:
+                try:
+                    saved = _saved_bytes(step)
+                except Exception as e:  # e.g. hooks not supported under compile
+                    row["mem_note"] = f"{type(e).__name__}: {str(e)[:200]}"
+                else:
+                    persistent = (_tensor_bytes(list(model.parameters()))           # weights
+                                  + sum(p.numel() * p.element_size() for p in params)  # grads
+                                  + _tensor_bytes([v for s in opt.state.values() for v in s.values()]))
+                    row["peak_mem_gib"] = (saved + persistent) / GIB
+    finally:
+        del model, opt, fwd
+        if mode == "compiled":
+            torch._dynamo.reset()
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    row["wall_s"] = round(time.perf_counter() - t0, 2)
+    return row
+
+
+# ----------------------------------------------------------------------------- the whole benchmark
+
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    """'16x1024,1x256' -> [(16, 1024), (1, 256)]."""
+    shapes = []
+    for part in text.split(","):
+        try:
+            b, t = (int(v) for v in part.lower().strip().split("x"))
+            assert b > 0 and t > 1
+        except (ValueError, AssertionError):
+            raise ValueError(f"bad shape {part!r} in --shapes {text!r}; write BATCHxSEQ, e.g. 16x1024,1x256") from None
+        shapes.append((b, t))
+    return shapes
+
+
+def load_base(name: str, dtype):
+    """The model every configuration copies, kept on the CPU (so it adds nothing to GPU peaks)."""
+    if name in ("tiny-llama", "tiny-gpt2"):
+        model = tiny_model(name.split("-")[1]).to(dtype)
+    else:
+        model, _ = load_model(name, device="cpu", dtype=dtype)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """time_ratio and mem_ratio of each row to full fine-tuning at the same shape and mode."""
+    full = {(r["shape"], r["mode"]): r for r in rows if r["method"] == "full" and "step_s" in r}
+    for r in rows:
+        f = full.get((r["shape"], r["mode"]))
+        if f and "step_s" in r:
+            r["time_ratio"] = r["step_s"] / f["step_s"]
+            if r.get("peak_mem_gib") is not None and f.get("peak_mem_gib"):
+                r["mem_ratio"] = r["peak_mem_gib"] / f["peak_mem_gib"]
+
+
+def check_targets(rows: list[dict], method: str = "lora_mini") -> list[dict]:
+    """The issue's targets, for the largest shape (time ≤ 0.85×, memory ≤ 1×) and the smallest (memory ≤ 0.65×)."""
+    shapes = sorted({(r["batch"] * r["seq"], r["shape"]) for r in rows})
+    if not shapes:
+        return []
+    big, small = shapes[-1][1], shapes[0][1]
+    wanted = [(big, "time_ratio", 0.85), (big, "mem_ratio", 1.0)]
+    if small != big:
+        wanted.append((small, "mem_ratio", 0.65))
+    out = []
+    for shape, key, limit in wanted:
+        for mode in MODES:
+            r = next((r for r in rows if r["method"] == method and r["shape"] == shape and r["mode"] == mode), None)
+            if r is None:
+                continue
+            value = r.get(key)
+            out.append({"shape": shape, "mode": mode, "metric": key, "target": limit,
+                        "value": None if value is None else round(value, 3),
+                        "met": None if value is None else bool(value <= limit)})
+    return out
+
+
+def plan(shapes, modes, methods) -> list[tuple]:
+    """Order of work: every eager run first (cheap), then compiled; full fine-tuning first in each group."""
+    order = sorted(methods, key=lambda m: ("full", "lora_mini", "lora_mini_ref", "peft").index(m))
+    return [(m, mode, b, t) for mode in modes for (b, t) in shapes for m in order]
+
+
+def command_line(args) -> str:
+    parts = ["python -m lora_mini bench"]
+    for key in ("model", "device", "dtype", "shapes", "methods", "modes", "rank", "alpha", "steps",
+                "warmup", "budget_s", "compile_backend", "out", "plot"):
+        v = getattr(args, key, None)
+        if v is not None and v is not False:
+            parts.append(f"--{key.replace('_', '-')} {v}")
+    return " ".join(parts)
+
+
+def bench(args) -> dict:
+    """Run every configuration in `args`; returns the result dict (written as JSON by main)."""
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, None: None}[args.dtype] or (
+        torch.bfloat16 if device.type == "cuda" else torch.float32)
+    shapes = parse_shapes(args.shapes or ("16x1024,1x256" if device.type == "cuda" else "1x64,1x16"))
+    modes = [m.strip() for m in (args.modes or ("eager,compiled" if device.type == "cuda" else "eager")).split(",")]
+    if args.no_compile:
+        modes = [m for m in modes if m != "compiled"]
+    methods = [m.strip() for m in args.methods.split(",")]
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"unknown method {m!r} in --methods; choose from {','.join(METHODS)}")
+    for m in modes:
+        if m not in MODES:
+            raise ValueError(f"unknown mode {m!r} in --modes; choose from eager,compiled")
+    if "peft" in methods:
+        try:
+            import peft  # noqa: F401
+        except ImportError:
+            methods.remove("peft")
+    base = load_base(args.model, dtype)
+    from tqdm.auto import tqdm
+
+    rows, t_start, took = [], time.perf_counter(), {}
+    work = plan(shapes, modes, methods)
+    for method, mode, b, t in tqdm(work, desc="bench", disable=args.quiet):
+        elapsed = time.perf_counter() - t_start
+        guess = max(took.get(mode, [10.0 if mode == "eager" else 60.0]))
+        if args.budget_s and elapsed + guess > args.budget_s:
+            rows.append({"method": method, "mode": mode, "batch": b, "seq": t, "shape": f"{b}x{t}",
+                         "skipped": f"time budget ({args.budget_s} s) would be exceeded"})
+            continue
+        try:
+            row = run_one(base, method, mode, b, t, args, device)
+            took.setdefault(mode, []).append(row["wall_s"])
+        except Exception as e:  # a failing configuration is recorded, the others still run
+            row = {"method": method, "mode": mode, "batch": b, "seq": t, "shape": f"{b}x{t}",
+                   "error": f"{type(e).__name__}: {str(e)[:500]}"}
+        rows.append(row)
+        if not args.quiet:
+            tqdm.write(summary_line(row))
+    add_ratios(rows)
+    cfg = base.config
+    result = {
+        "command": command_line(args),
+        "script": os.environ.get("LORA_MINI_BENCH_SCRIPT"),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "torch": torch.__version__, "python": platform.python_version(),
+        "model": getattr(cfg, "name_or_path", args.model), "dtype": str(dtype).replace("torch.", ""),
+        "rank": args.rank, "alpha": args.alpha, "targets_modules": "all-linear",
+        "steps": args.steps, "warmup": args.warmup,
+        "memory_kind": ("torch.cuda.max_memory_allocated" if device.type == "cuda" else
+                        "estimate: params + grads + optimizer state + tensors saved for backward"),
+        "wall_s": round(time.perf_counter() - t_start, 1),
+        "results": rows,
+    }
+    try:
+        import transformers
+        result["transformers"] = transformers.__version__
+        import peft
+        result["peft"] = peft.__version__
+    except ImportError:
+        pass
+    if hasattr(cfg, "intermediate_size"):
+        flops = {m: flops_per_token(cfg, shapes[0][1], args.rank, m) for m in ("full", "lora_mini", "lora_mini_ref")}
+        result["flops_per_token"] = {"seq": shapes[0][1], **flops,
+                                     "ratio_lora_fast": flops["lora_mini"]["total"] / flops["full"]["total"],
+                                     "ratio_lora_naive": flops["lora_mini_ref"]["total"] / flops["full"]["total"]}
+    result["targets"] = check_targets(rows)
+    return result
+
+
+def summary_line(r: dict) -> str:
+    head = f"{r['shape']:>8} {r['mode']:<8} {r['method']:<14}"
+    if "error" in r:
+        return f"{head} ERROR {r['error'][:120]}"
+    if "skipped" in r:
+        return f"{head} skipped: {r['skipped']}"
+    mem = f"{r['peak_mem_gib']:.3f} GiB" if r.get("peak_mem_gib") is not None else "n/a"
+    ratio = f"  ×{r['time_ratio']:.2f} time" if "time_ratio" in r else ""
+    ratio += f" ×{r['mem_ratio']:.2f} mem" if "mem_ratio" in r else ""
+    return f"{head} {r['step_s'] * 1e3:9.1f} ms  {r['tokens_per_s']:10.0f} tok/s  {mem}{ratio}"
+
+
+def table(result: dict) -> str:
+    """The results as aligned text lines (ratios to full fine-tuning at the same shape and mode)."""
+    return "\n".join(summary_line(r) for r in result["results"])
+
+
+# ----------------------------------------------------------------------------- figure
+
+def plot(result: dict, path=None, title: str | None = None):
+    """Two bar charts: step time and peak memory as a ratio to full fine-tuning (1.0 = same)."""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result["results"] if "time_ratio" in r]
+    groups = sorted({(r["batch"] * r["seq"], r["shape"], r["mode"]) for r in rows}, key=lambda g: (-g[0], g[2]))
+    methods = [m for m in ("full", "peft", "lora_mini_ref", "lora_mini") if any(r["method"] == m for r in rows)]
+    names = {"full": "full FT", "peft": "PEFT LoRA", "lora_mini_ref": "lora_mini (straightforward)",
+             "lora_mini": "lora_mini (fast path)"}
+    colors = {"full": "0.55", "peft": "tab:orange", "lora_mini_ref": "tab:blue", "lora_mini": "tab:green"}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    width = 0.8 / max(len(methods), 1)
+    for ax, key, label, targets in ((axes[0], "time_ratio", "step time / full FT", (0.85,)),
+                                    (axes[1], "mem_ratio", "peak memory / full FT", (1.0, 0.65))):
+        for j, m in enumerate(methods):
+            vals = []
+            for _, shape, mode in groups:
+                r = next((r for r in rows if r["method"] == m and r["shape"] == shape and r["mode"] == mode), {})
+                vals.append(r.get(key, math.nan))
+            xs = [i + (j - (len(methods) - 1) / 2) * width for i in range(len(groups))]
+            bars = ax.bar(xs, vals, width, label=names[m], color=colors[m])
+            for x, v in zip(xs, vals):
+                if not math.isnan(v):
+                    ax.text(x, v + 0.02, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
+        ax.axhline(1.0, color="k", lw=0.8)
+        for t in targets:
+            if t != 1.0:
+                ax.axhline(t, color="tab:red", ls="--", lw=0.8, label=f"target {t}")
+        ax.set_xticks(range(len(groups)), [f"B{s.replace('x', '×T')}\n{mode}" for _, s, mode in groups])
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=8, loc="upper left")
+    fig.suptitle(title or f"One training step, {result.get('model', '')}, r={result.get('rank')} all-linear "
+                          f"— {result.get('device', '')}", fontsize=10)
+    fig.tight_layout()
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=150)
+    return fig
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help="model name, .gguf path, hub id, or tiny-llama / tiny-gpt2")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    p.add_argument("--dtype", choices=["bf16", "fp32"], default=None, help="weights (default: bf16 on GPU, fp32 on CPU)")
+    p.add_argument("--shapes", default=None, help="BATCHxSEQ list (default: 16x1024,1x256 on GPU, 1x64,1x16 on CPU)")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
+    p.add_argument("--modes", default=None, help="eager,compiled (default on CPU: eager)")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile runs")
+    p.add_argument("--compile-backend", default="inductor", help="torch.compile backend (default inductor)")
+    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--alpha", type=float, default=32)
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default 10 on GPU, 3 on CPU)")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 3 on GPU, 1 on CPU)")
+    p.add_argument("--budget-s", type=float, default=0, help="skip configurations that would exceed this wall time (0: no limit)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="JSON path (default figures/bench_<gpu|cpu>.json)")
+    p.add_argument("--plot", default=None, help="PNG path (default: the JSON path with .png)")
+    p.add_argument("--quiet", action="store_true")
+
+
+def main(args) -> int:
+    gpu = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    args.steps = args.steps or (10 if gpu else 3)
+    args.warmup = args.warmup if args.warmup is not None else (3 if gpu else 1)
+    if args.steps < 1 or args.warmup < 1:
+        raise ValueError("--steps and --warmup must be at least 1")
+    args.out = args.out or f"figures/bench_{'gpu' if gpu else 'cpu'}.json"
+    args.plot = args.plot or str(Path(args.out).with_suffix(".png"))
+    result = bench(args)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    try:
+        plot(result, args.plot)
+    except Exception as e:  # the JSON is what matters; say why the figure is missing
+        print(f"plot failed: {type(e).__name__}: {e}")
+    print(table(result))
+    for t in result["targets"]:
+        print(f"target {t['shape']} {t['mode']:<8} {t['metric']} = {t['value']} (≤ {t['target']}): "
+              f"{'met' if t['met'] else 'NOT met' if t['met'] is not None else 'n/a'}")
+    print(f"wrote {args.out} and {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":  # python -m lora_mini.bench ... (same as python -m lora_mini bench ...)
+    import argparse
+    import sys
+    _parser = argparse.ArgumentParser(prog="python -m lora_mini.bench", description=__doc__.splitlines()[0])
+    add_arguments(_parser)
+    sys.exit(main(_parser.parse_args()))
