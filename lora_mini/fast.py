@@ -91,6 +91,7 @@ class LoRALinearFunction(torch.autograd.Function):
 def can_use(layer: nn.Module, x: torch.Tensor) -> bool:
     """True when the fast path computes exactly what layer.base(x) + layer.lora_forward(x) does.
 
+    The caller (LoRALinear.forward) also checks that lora_forward is not overridden by a variant.
     Falls back (False) when: switched off; dropout is active (p > 0 in training); the base
     layer is trainable or has hooks, or is a subclass with its own forward; dtypes differ or
     autocast is on.

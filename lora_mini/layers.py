@@ -97,7 +97,8 @@ class LoRALinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged or self.disabled:
             return self.base(x)
-        if fast.can_use(self, x):          # same maths in one autograd Function (see fast.py)
+        # same maths in one autograd Function (see fast.py), unless a subclass changed lora_forward
+        if type(self).lora_forward is LoRALinear.lora_forward and fast.can_use(self, x):
             return fast.lora_linear(self, x)
         return self.base(x) + self.lora_forward(x)
 
