@@ -24,6 +24,7 @@ g = kv_heads·head_dim, n heads):
     attention   e·(2a + 2g) + 4n   q, k, v, output, log-sum-exp
     MLP         3·e·i (+ e·i)  gate out, silu(gate), up out (+ silu·up, the input of down_proj)
     LoRA        e·r per adapted layer (A·x, the input of B)
+                (+ e·r·in per adapted layer, not per token: lora_mini's fused path saves s·A)
 
 plus the final norm, the fp32 log-softmax (4·vocab per token), the labels (and, for full FT,
 the token ids for the embedding's gradient). With frozen
@@ -159,8 +160,12 @@ def _block_bytes(shape: ModelShape, e: int, full: bool, lora: set, r: int, grad_
 
 
 def activation_bytes(shape: ModelShape, method: str, batch: int, seq: int, dtype_bytes: int = 4,
-                     r: int = 16, targets="all-linear") -> int:
-    """Bytes autograd saves for backward in one forward pass (see the module docstring)."""
+                     r: int = 16, targets="all-linear", fused: bool = True) -> int:
+    """Bytes autograd saves for backward in one forward pass (see the module docstring).
+
+    fused: LoRALinear's fast path (lora_mini.fast) also saves s·A (r × in) once per adapted layer;
+    fused=False is the plain W x + s·B(A x) path (and PEFT's), which does not.
+    """
     if not shape.gated_mlp or shape.bias:
         raise NotImplementedError("activation formula is for Llama-style models (RMSNorm, SwiGLU, RoPE)")
     if method not in ("full", "lora"):
@@ -176,11 +181,14 @@ def activation_bytes(shape: ModelShape, method: str, batch: int, seq: int, dtype
     per_token += 4 * shape.vocab + 8                        # fp32 log-softmax, int64 labels
     per_token += 8 if full else 0                           # token ids, for the embedding's gradient
     tokens = batch * seq
-    return tokens * per_token + 4 + 2 * seq * shape.hd * e  # + loss scale, RoPE cos and sin
+    shapes = shape.linear_shapes()
+    fused_bytes = shape.layers * sum(e * r * shapes[t][0] for t in lora) if fused else 0   # s·A per layer
+    return tokens * per_token + 4 + 2 * seq * shape.hd * e + fused_bytes  # + loss scale, RoPE cos, sin
 
 
 def training_memory(shape: ModelShape, method: str = "full", r: int = 16, targets="all-linear",
-                    batch: int = 1, seq: int = 512, dtype: str = "bf16", activations: bool = True) -> dict:
+                    batch: int = 1, seq: int = 512, dtype: str = "bf16", activations: bool = True,
+                    fused: bool = True) -> dict:
     """Bytes of one Adam training step: {"weights", "gradients", "optimizer", "activations", "total"}.
 
     dtype "fp32": everything 4 bytes. dtype "bf16": weights and activations 2 bytes; full
@@ -201,7 +209,7 @@ def training_memory(shape: ModelShape, method: str = "full", r: int = 16, target
         raise ValueError(f"method must be 'full' or 'lora', got {method!r}")
     out = {"model": shape.name, "method": method, "dtype": dtype, "params": P, "trainable": trainable,
            "weights": weights, "gradients": grads, "optimizer": 8 * trainable}
-    out["activations"] = (activation_bytes(shape, method, batch, seq, e, r, targets)
+    out["activations"] = (activation_bytes(shape, method, batch, seq, e, r, targets, fused)
                           if activations else 0)
     out["total"] = out["weights"] + out["gradients"] + out["optimizer"] + out["activations"]
     return out

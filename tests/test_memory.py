@@ -16,16 +16,20 @@ def _model():
                       num_key_value_heads=2, head_dim=20, num_hidden_layers=3)
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "plain"])
 @pytest.mark.parametrize("targets", TARGETS, ids=str)
-def test_formula_matches_measured_step(targets):
+def test_formula_matches_measured_step(targets, fused):
+    from lora_mini.fast import fast_path
     torch.manual_seed(0)
     model = _model()
     method = "full" if targets is None else "lora"
     if targets is not None:
         apply_lora(model, targets, r=8, alpha=16)
     shape = ModelShape.from_config(model.config)
-    measured = measure_training_step(model, torch.randint(0, 1000, (2, 40)))
-    formula = training_memory(shape, method, r=8, targets=targets or "all-linear", batch=2, seq=40, dtype="fp32")
+    with fast_path(fused):
+        measured = measure_training_step(model, torch.randint(0, 1000, (2, 40)))
+    formula = training_memory(shape, method, r=8, targets=targets or "all-linear", batch=2, seq=40,
+                              dtype="fp32", fused=fused)
     for key in ("weights", "gradients", "activations"):
         assert measured[key] == formula[key], (key, measured[key], formula[key])
     # AdamW also keeps one 4-byte step counter per parameter tensor
