@@ -1,0 +1,442 @@
+"""`python -m lora_mini sweep`: grids of training runs (method × rank × LR × layers × batch) -> JSONL.
+
+    python -m lora_mini sweep --plan regret_a --out figures/without_regret/regret_a.jsonl --budget-s 420
+    python -m lora_mini sweep --methods full,lora --ranks 4,16 --lrs 1e-4,1e-3 --steps 100 --out x.jsonl
+
+One run = one config (a plain dict, see `make_config`) trained with `lora_mini.train.train` on the
+stdlib corpus (`lora_mini.corpus`); its record (config, final and curve of train / held-out loss,
+time, corpus info, command) is appended as one JSON line as soon as it finishes. A config already
+present in any *.jsonl of the output folder is never run again, so a sweep can be stopped and
+resumed, and GPU time is never spent twice.
+
+A plan is a list of groups run in priority order; a group is a list of conditions (a config
+without its LR) and a way to choose LRs:
+  "search"  bracket the best LR on a half-decade grid: start, one step down, one step up, then
+            keep stepping toward the better side until the best LR has a worse neighbour each side;
+  "best_of" one run at the best LR already found for another condition (e.g. the LR sweep's).
+Conditions of a group take turns (one run each per round), so a time budget cuts every condition
+a little rather than one completely. Before each run the runner estimates its time from measured
+step times and skips it if it would not end before the budget.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+LR_GRID = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
+LAYERS = {"all": "all-linear", "attn": ["q_proj", "k_proj", "v_proj", "o_proj"],
+          "mlp": ["gate_proj", "up_proj", "down_proj"]}
+SAVE_MODULES = ("q_proj", "v_proj")      # adapters kept for the subspace analysis (Hu et al. §7)
+SAVE_LAYERS = (0, 6, 12, 18, 24, 29)     # which transformer blocks (clipped to the model's depth)
+DEFAULTS = dict(method="lora", rank=None, alpha=32.0, layers="all", lr=None, batch_size=32,
+                block_size=256, steps=200, warmup_steps=10, schedule="constant", weight_decay=0.0,
+                grad_clip=1.0, seed=0, save=False, model="smollm2-135m-instruct", data="stdlib")
+
+
+def make_config(**kw) -> dict:
+    """A full run config: DEFAULTS updated by kw. Raises on unknown keys or bad values."""
+    unknown = set(kw) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    cfg = {**DEFAULTS, **kw}
+    if cfg["method"] not in ("lora", "full"):
+        raise ValueError(f"method must be 'lora' or 'full', got {cfg['method']!r}")
+    if cfg["method"] == "lora" and not (isinstance(cfg["rank"], int) and cfg["rank"] >= 1):
+        raise ValueError(f"a LoRA config needs rank >= 1, got {cfg['rank']!r}")
+    if cfg["method"] == "full":
+        cfg.update(rank=None, alpha=None, layers="all")
+    if cfg["layers"] not in LAYERS:
+        raise ValueError(f"layers must be one of {sorted(LAYERS)}, got {cfg['layers']!r}")
+    return cfg
+
+
+def config_key(cfg: dict) -> str:
+    """The identity of a run: its config as canonical JSON (floats rounded to 6 significant digits)."""
+    norm = {k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in cfg.items()}
+    return json.dumps(norm, sort_keys=True)
+
+
+def condition_of(cfg: dict) -> str:
+    """The config without its LR (what an LR search varies)."""
+    return config_key({k: v for k, v in cfg.items() if k != "lr"})
+
+
+def load_records(paths) -> list[dict]:
+    """All records of the given .jsonl files or folders (every *.jsonl inside)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    files = []
+    for p in map(Path, paths):
+        files += sorted(p.glob("*.jsonl")) if p.is_dir() else [p] if p.is_file() else []
+    out = []
+    for f in files:
+        for line in f.read_text().splitlines():
+            if line.strip():
+                out.append(json.loads(line))
+    return out
+
+
+def final_loss(rec: dict) -> float:
+    """The number LR searches minimise: final held-out loss (inf if the run diverged)."""
+    x = rec["final"]["heldout_loss"]
+    return x if x is not None and math.isfinite(x) and not rec.get("diverged") else math.inf
+
+
+def lr_results(records: list[dict], cond: str) -> dict[float, float]:
+    """{lr: final held-out loss} of the records whose config matches condition `cond`."""
+    return {r["config"]["lr"]: final_loss(r) for r in records if condition_of(r["config"]) == cond}
+
+
+def _grid_index(lr: float, grid) -> int:
+    return min(range(len(grid)), key=lambda i: abs(math.log(grid[i] / lr)))
+
+
+def next_lr(results: dict[float, float], start: float, grid=LR_GRID, max_runs: int = 6):
+    """The next LR a bracket search should try, or None when the best LR is bracketed (or the
+    search is at the grid's end or has used max_runs). results: {lr: loss}, lr values from grid."""
+    done = {_grid_index(lr, grid): loss for lr, loss in results.items()}
+    i0 = _grid_index(start, grid)
+    for i in (i0, i0 - 1, i0 + 1):
+        if 0 <= i < len(grid) and i not in done:
+            return grid[i]
+    if len(done) >= max_runs:
+        return None
+    tried = sorted(done)
+    best = min(tried, key=lambda i: (done[i], i))
+    if best == tried[0] and best > 0:
+        return grid[best - 1]
+    if best == tried[-1] and best + 1 < len(grid):
+        return grid[best + 1]
+    return None
+
+
+def best_lr(records: list[dict], cond: str):
+    """The grid LR with the lowest final held-out loss for a condition, or None if none ran."""
+    res = {lr: loss for lr, loss in lr_results(records, cond).items() if math.isfinite(loss)}
+    return min(res, key=res.get) if res else None
+
+
+# --------------------------------------------------------------------------- plans
+def group(name, conditions, lrs="search", start=None, lr_of=None, fallback_lr=1e-3):
+    """A group of conditions. lrs="search" (bracket search from `start`, a function of the condition),
+    "best_of" (the best LR found for the condition lr_of(cond)), or a list of LRs."""
+    return dict(name=name, conditions=conditions, lrs=lrs, start=start, lr_of=lr_of, fallback_lr=fallback_lr)
+
+
+def _start(c):
+    return 1e-4 if c["method"] == "full" else 1e-3
+
+
+def plan_regret_a(scale=None) -> list[dict]:
+    """Claims 1, 2 (LR sweeps: full FT and LoRA r = 1..256), 6-7 (adapters at r = 8, 64), 3 (one epoch)."""
+    s = scale or (lambda c: c)
+    sweep = [make_config(**s(dict(method="full")))] + [
+        make_config(**s(dict(method="lora", rank=r))) for r in (16, 64, 1, 4, 256)]
+    lr64 = lambda c: condition_of(make_config(**s(dict(method="lora", rank=64))))
+    subspace = [make_config(**s(dict(method="lora", rank=8, save=True))),
+                make_config(**s(dict(method="lora", rank=64, save=True))),
+                make_config(**s(dict(method="lora", rank=64, save=True, seed=1)))]
+    epoch = [make_config(**s(dict(method=m, rank=r, steps=270))) for m, r in
+             (("full", None), ("lora", 1), ("lora", 4), ("lora", 16), ("lora", 64), ("lora", 256))]
+    same_short = lambda c: condition_of({**c, "steps": sweep[0]["steps"]})
+    return [group("lr_sweep", sweep, "search", start=_start),
+            group("subspace", subspace, "best_of", lr_of=lr64),
+            group("capacity", epoch, "best_of", lr_of=same_short)]
+
+
+def plan_regret_b(scale=None) -> list[dict]:
+    """Claims 4 (attention vs MLP vs all at matched parameters), 5 (batch size)."""
+    s = scale or (lambda c: c)
+    lora64 = condition_of(make_config(**s(dict(method="lora", rank=64))))
+    # per layer of SmolLM2: attention r·3840, MLP r·6336, all r·10176 -> r = 64, 39, 24 ≈ 245k each
+    layers = [make_config(**s(dict(method="lora", layers=L, rank=r))) for L, r in
+              (("attn", 64), ("mlp", 39), ("all", 24))]
+    bs = []
+    for b in (128, 8):   # 6400 sequences each, as the batch-32 LR sweep (200 steps)
+        for m, r in (("full", None), ("lora", 64)):
+            bs.append(make_config(**s(dict(method=m, rank=r, batch_size=b, steps=200 * 32 // b))))
+    def batch32(c):   # the same method at batch 32 (the LR sweep of plan a), to start the search
+        ref = make_config(**s(dict(method=c["method"], rank=c["rank"], batch_size=32, steps=200)))
+        return _best_or(condition_of(ref), _start(c))
+    return [group("layers", layers, "search", start=lambda c: _best_or(lora64, 1e-3)),
+            group("batch", bs, "search", start=batch32)]
+
+
+_RECORDS: list[dict] = []   # the records the running sweep knows (for start LRs of plan b)
+
+
+def _best_or(cond: str, default: float) -> float:
+    lr = best_lr(_RECORDS, cond)
+    return lr if lr is not None else default
+
+
+PLANS = {"regret_a": plan_regret_a, "regret_b": plan_regret_b}
+
+
+def smoke_scale(c: dict) -> dict:
+    """Shrink a config for a CPU smoke run (tiny model, byte corpus, a few steps)."""
+    c = dict(c)
+    c["batch_size"] = max(2, c.get("batch_size", DEFAULTS["batch_size"]) // 8)
+    c["steps"] = max(2, c.get("steps", DEFAULTS["steps"]) // 50)
+    c["block_size"] = 32
+    c["warmup_steps"] = 1
+    c["model"] = "tiny-llama"
+    c["data"] = "stdlib-small"
+    return c
+
+
+# --------------------------------------------------------------------------- running
+class Session:
+    """What every run shares: the base model (pristine, on the device), the corpus, step times."""
+
+    def __init__(self, model_name: str, data: str, device: str | None = None, heldout_blocks: int = 128):
+        from .corpus import build_corpus
+        from .models import load_model, tiny_model
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.cuda = self.device.startswith("cuda")
+        self.amp = torch.bfloat16 if self.cuda else None       # autocast dtype for matmuls
+        self.lora_base_dtype = torch.bfloat16 if self.cuda else torch.float32
+        if model_name.startswith("tiny-"):
+            self.model, tok = tiny_model(model_name[5:]).to(self.device), None
+        else:
+            self.model, tok = load_model(model_name, device=self.device, dtype=torch.float32)
+        self.model.requires_grad_(False)
+        self.model_name, self.data = model_name, data
+        cache = Path("runs/cache")
+        self.corpus = build_corpus(tok, max_files=20 if data == "stdlib-small" else None, cache_dir=cache)
+        self.n_heldout = heldout_blocks if data == "stdlib" else 8
+        self.step_s: dict[tuple, float] = {}     # (method, tokens per step) -> seconds per step
+        self._init_loss: dict[int, float] = {}
+
+    def blocks(self, block_size: int):
+        from .corpus import to_blocks
+        return (to_blocks(self.corpus["train"], block_size),
+                to_blocks(self.corpus["heldout"], block_size)[: self.n_heldout])
+
+    def heldout(self, model, block_size: int) -> float:
+        from .corpus import heldout_loss
+        return heldout_loss(model, self.blocks(block_size)[1], batch_size=64, autocast_dtype=self.amp)
+
+    def init_loss(self, block_size: int) -> float:
+        if block_size not in self._init_loss:
+            self._init_loss[block_size] = self.heldout(self.model, block_size)
+        return self._init_loss[block_size]
+
+    def estimate_s(self, cfg: dict) -> float | None:
+        """Seconds a run should take, from measured step times (None before any measurement).
+        Smaller batches are assumed as slow per step as the nearest measured one (overhead-bound)."""
+        tokens = cfg["batch_size"] * cfg["block_size"]
+        known = [(k[1], v) for k, v in self.step_s.items() if k[0] == cfg["method"]] or \
+                [(k[1], v) for k, v in self.step_s.items()]
+        if not known:
+            return None
+        t, s = min(known, key=lambda kv: abs(math.log(kv[0] / tokens)))
+        return cfg["steps"] * s * max(1.0, tokens / t) * 1.15 + 3.0
+
+
+def build_model(S: Session, cfg: dict):
+    """A fresh copy of the base model set up for cfg: full FT (all of W trains, fp32 master weights)
+    or LoRA on cfg["layers"] (W frozen, bf16 on GPU; A, B fp32). Seeds A's init with cfg["seed"]."""
+    from .inject import apply_lora
+    torch.manual_seed(cfg["seed"])
+    model = copy.deepcopy(S.model)
+    if cfg["method"] == "full":
+        model.requires_grad_(True)
+    else:
+        model.to(S.lora_base_dtype)
+        apply_lora(model, LAYERS[cfg["layers"]], r=cfg["rank"], alpha=cfg["alpha"])
+    return model
+
+
+def save_adapter_subset(model, path: Path) -> None:
+    """A (r × in) and B (out × r) of SAVE_MODULES in SAVE_LAYERS, bf16, as safetensors."""
+    from safetensors.torch import save_file
+    from .inject import lora_modules
+    n_layers = model.config.num_hidden_layers
+    keep = {min(i, n_layers - 1) for i in SAVE_LAYERS}
+    tensors = {}
+    for name, m in lora_modules(model).items():
+        parts = name.split(".")
+        idx = next((int(p) for p in parts if p.isdigit()), None)
+        if parts[-1] in SAVE_MODULES and idx in keep:
+            tensors[f"{name}.lora_A"] = m.lora_A.detach().to("cpu", torch.bfloat16).contiguous()
+            tensors[f"{name}.lora_B"] = m.lora_B.detach().to("cpu", torch.bfloat16).contiguous()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={"scaling": str(next(iter(lora_modules(model).values())).scaling)})
+
+
+def run_one(S: Session, cfg: dict, out_dir: Path | None = None) -> dict:
+    """Train one config and return its record (a plain dict, JSON-ready)."""
+    from .corpus import block_batches
+    from .inject import count_parameters
+    from .train import train
+    train_blocks, _ = S.blocks(cfg["block_size"])
+    init = None
+    model = build_model(S, cfg)
+    trainable, _ = count_parameters(model)
+    eval_every = max(1, cfg["steps"] // 8)
+
+    def eval_fn(m):
+        return {"heldout_loss": S.heldout(m, cfg["block_size"])}
+
+    t_start = time.time()
+    out = train(model, block_batches(train_blocks, cfg["batch_size"], seed=cfg["seed"]),
+                steps=cfg["steps"], lr=cfg["lr"], warmup_steps=cfg["warmup_steps"],
+                schedule=cfg["schedule"], weight_decay=cfg["weight_decay"], grad_clip=cfg["grad_clip"],
+                eval_fn=eval_fn, eval_every=eval_every, log_every=max(1, cfg["steps"] // 10),
+                progress=False, amp=S.amp is not None)
+    hist, evals = out["history"], out["evals"]
+    if not evals or evals[0]["step"] != 0:
+        evals = [{"step": 0, "heldout_loss": S.init_loss(cfg["block_size"])}] + evals
+    tail = [h["loss"] for h in hist[-max(1, len(hist) // 10):]]
+    final_train = sum(tail) / len(tail)
+    final_held = evals[-1]["heldout_loss"]
+    init = evals[0]["heldout_loss"]
+    diverged = not (math.isfinite(final_held) and math.isfinite(final_train)) or final_held > init + 1.0
+    rec = {"config": cfg, "key": config_key(cfg), "trainable_params": trainable,
+           "final": {"train_loss": final_train, "heldout_loss": final_held},
+           "heldout_loss_init": init, "diverged": diverged,
+           "curve": {"step": [h["step"] for h in hist], "train_loss": [round(h["loss"], 5) for h in hist],
+                     "eval_step": [e["step"] for e in evals],
+                     "heldout_loss": [round(e["heldout_loss"], 5) for e in evals]},
+           "train_seconds": out["train_seconds"], "seconds_per_step": out["train_seconds"] / cfg["steps"],
+           "wall_seconds": time.time() - t_start,
+           "tokens_per_s": out.get("tokens_per_s"), "peak_mem_gib": out.get("peak_mem_gib"),
+           "corpus": S.corpus["info"], "device": torch.cuda.get_device_name() if S.cuda else "cpu",
+           "torch": torch.__version__}
+    if cfg["save"] and cfg["method"] == "lora" and out_dir is not None:
+        name = f"r{cfg['rank']}_{cfg['layers']}_lr{cfg['lr']:g}_s{cfg['seed']}_b{cfg['batch_size']}.safetensors"
+        save_adapter_subset(model, out_dir / "adapters" / name)
+        rec["adapter_file"] = f"adapters/{name}"
+    S.step_s[(cfg["method"], cfg["batch_size"] * cfg["block_size"])] = rec["wall_seconds"] / cfg["steps"]
+    del model
+    if S.cuda:
+        torch.cuda.empty_cache()
+    return rec
+
+
+def _describe(cfg: dict) -> str:
+    what = "full FT" if cfg["method"] == "full" else f"LoRA r={cfg['rank']} {cfg['layers']}"
+    return f"{what} lr={cfg['lr']:g} batch={cfg['batch_size']} steps={cfg['steps']} seed={cfg['seed']}"
+
+
+def run_plan(groups: list[dict], out: Path, budget_s: float | None = None, session_factory=None,
+             command: str = "", t0: float | None = None, log=print) -> list[dict]:
+    """Run the groups in order within the time budget; append each record to `out` (JSONL).
+    Returns the records written now. Skips configs present in any *.jsonl beside `out`."""
+    global _RECORDS
+    t0 = time.time() if t0 is None else t0
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _RECORDS = load_records(out.parent)
+    done = {r["key"] for r in _RECORDS}
+    S, new = None, []
+    for g in groups:
+        blocked: set[int] = set()
+        while True:
+            progressed = False
+            for ci, cond in enumerate(g["conditions"]):
+                if ci in blocked:
+                    continue
+                ckey = condition_of(cond)
+                if g["lrs"] == "search":
+                    start = g["start"](cond) if callable(g["start"]) else (g["start"] or _start(cond))
+                    lr = next_lr(lr_results(_RECORDS, ckey), start)
+                elif g["lrs"] == "best_of":
+                    lr = best_lr(_RECORDS, g["lr_of"](cond)) or g["fallback_lr"]
+                    blocked.add(ci)   # one run per condition
+                else:
+                    todo = [x for x in g["lrs"] if config_key({**cond, "lr": x}) not in done]
+                    lr = todo[0] if todo else None
+                if lr is None:
+                    blocked.add(ci)
+                    continue
+                cfg = {**cond, "lr": lr}
+                if config_key(cfg) in done:
+                    continue
+                if S is None:
+                    S = session_factory(cfg) if session_factory else Session(cfg["model"], cfg["data"])
+                    log(f"[sweep] model and corpus ready after {time.time() - t0:.0f} s; corpus: "
+                        f"python {S.corpus['info']['python']}, {S.corpus['info']['train_tokens']:,} train / "
+                        f"{S.corpus['info']['heldout_tokens']:,} held-out tokens")
+                est = S.estimate_s(cfg)
+                left = budget_s - (time.time() - t0) if budget_s else math.inf
+                if est is not None and est > left:
+                    log(f"[sweep] skip (needs ~{est:.0f} s, {left:.0f} s left): {_describe(cfg)}")
+                    blocked.add(ci)
+                    continue
+                rec = run_one(S, cfg, out.parent)
+                rec.update(group=g["name"], command=command,
+                           finished_at=time.strftime("%Y-%m-%d %H:%M:%S"))
+                with open(out, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                _RECORDS.append(rec)
+                done.add(rec["key"])
+                new.append(rec)
+                progressed = True
+                log(f"[sweep] {g['name']}: {_describe(cfg)} -> held-out {rec['final']['heldout_loss']:.4f} "
+                    f"(init {rec['heldout_loss_init']:.4f}), {rec['seconds_per_step']:.3f} s/step, "
+                    f"{time.time() - t0:.0f} s elapsed" + (" DIVERGED" if rec["diverged"] else ""))
+            if not progressed:
+                break
+    log(f"[sweep] done: {len(new)} new runs in {time.time() - t0:.0f} s; {len(_RECORDS)} records in {out.parent}")
+    return new
+
+
+# --------------------------------------------------------------------------- command line
+def add_arguments(p) -> None:
+    p.add_argument("--plan", choices=sorted(PLANS), help="a predefined plan (chapter 7's GPU batches)")
+    p.add_argument("--out", default="runs/sweep/sweep.jsonl", help="JSONL file to append records to")
+    p.add_argument("--budget-s", type=float, default=None, help="stop starting runs that would end after this")
+    p.add_argument("--smoke", action="store_true", help="tiny model, byte corpus, a few steps (CPU test)")
+    p.add_argument("--methods", default="lora", help="comma-separated: full,lora (grid mode)")
+    p.add_argument("--ranks", default="16", help="comma-separated LoRA ranks (grid mode)")
+    p.add_argument("--lrs", default="search", help="comma-separated LRs, or 'search' (grid mode)")
+    p.add_argument("--layers", default="all", help="comma-separated: all,attn,mlp (grid mode)")
+    p.add_argument("--batch-sizes", default="32", help="comma-separated (grid mode)")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--block-size", type=int, default=256)
+    p.add_argument("--alpha", type=float, default=32.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default=DEFAULTS["model"], help="model name or 'tiny-llama'")
+
+
+def grid_plan(args) -> list[dict]:
+    conds = []
+    for m in args.methods.split(","):
+        for b in map(int, args.batch_sizes.split(",")):
+            for L in args.layers.split(","):
+                for r in (map(int, args.ranks.split(",")) if m == "lora" else [None]):
+                    c = dict(method=m, rank=r, layers=L, batch_size=b, steps=args.steps,
+                             block_size=args.block_size, alpha=args.alpha, seed=args.seed, model=args.model)
+                    c = smoke_scale(c) if args.smoke else c
+                    c = make_config(**c)
+                    if c not in conds:
+                        conds.append(c)
+    lrs = "search" if args.lrs == "search" else [float(x) for x in args.lrs.split(",")]
+    return [group("grid", conds, lrs, start=_start)]
+
+
+def main(args) -> int:
+    t0 = time.time()
+    if args.plan:
+        groups = PLANS[args.plan](smoke_scale if args.smoke else None)
+    else:
+        groups = grid_plan(args)
+    command = os.environ.get("LORA_MINI_COMMAND") or "python -m lora_mini sweep " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["sweep"] else sys.argv[1:])
+    run_plan(groups, Path(args.out), budget_s=args.budget_s, command=command, t0=t0)
+    return 0
+
+
+if __name__ == "__main__":   # python -m lora_mini.sweep ... (same as python -m lora_mini sweep ...)
+    import argparse
+    _p = argparse.ArgumentParser(prog="python -m lora_mini.sweep", description=__doc__.splitlines()[0])
+    add_arguments(_p)
+    sys.exit(main(_p.parse_args()))
