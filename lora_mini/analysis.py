@@ -1,0 +1,410 @@
+"""Chapter 7's analysis: published LoRA claims checked against our sweep records (JSONL).
+
+    recs = load_records("figures/without_regret")
+    v = verdicts(recs)                  # [{"claim", "verdict": agrees|partly|disagrees|not run, "numbers", "text"}]
+    fig_lr_sweep(recs, "figures/07_lr_sweep.png")
+
+Every number comes from the records; the thresholds that turn numbers into verdicts are the
+constants below, fixed before looking at the GPU results.
+
+Hu et al. (2021) §7, on adapters saved by the sweep (A: r × in, B: out × r, ΔW = (α/r)·B·A):
+    direction_overlap(A8, A64)    ‖v_kᵀ V64[:, :8]‖² for the top-8 right-singular vectors v_k of A8
+    amplification(W, ΔW, r)       ‖ΔW‖_F / ‖Uᵀ W V‖_F, U, V from ΔW's top-r SVD (≫ 1: ΔW amplifies
+                                  directions that W does not emphasise)
+"""
+from __future__ import annotations
+
+import math
+import statistics as st
+from pathlib import Path
+
+import torch
+
+from .lowrank import random_orthonormal, singular_basis, subspace_similarity_grid, truncated_svd
+from .sweep import condition_of, load_records, lr_results, make_config
+
+RANKS = (1, 4, 16, 64, 256)
+LR_RATIO = (5.0, 20.0, 2.5, 40.0)   # claim 1: agrees if the ratio is in [5, 20], partly in [2.5, 40]
+LR_SPREAD = (2.0, 4.0)              # claim 2: best-LR spread over r >= 4: agrees <= 2x, partly <= 4x
+TOL = 0.05                          # "same loss": within 5 % of full FT's loss improvement
+COINCIDE = 0.10                     # early curves coincide: spread < 10 % of the loss drop so far
+OVERLAP = 0.5                       # claim 6: Hu et al.'s "normalized similarity > 0.5"
+AMPLIFY = (5.0, 2.0)                # claim 7: agrees if factor >= 5, partly if >= 2
+
+
+
+def _ident(c):
+    return c
+
+
+def cond(scale=None, **kw) -> str:
+    """The condition key (config without LR) of a plan config, e.g. cond(method="lora", rank=16)."""
+    return condition_of(make_config(**(scale or _ident)(kw)))
+
+
+def interp_best_lr(points: dict[float, float]) -> dict | None:
+    """Best LR from {lr: loss}: a parabola in log10(lr) through the best grid point and its two
+    neighbours; at the grid's edge (or non-convex) the grid point itself, with edge=True."""
+    pts = sorted((lr, l) for lr, l in points.items() if math.isfinite(l))
+    if not pts:
+        return None
+    i = min(range(len(pts)), key=lambda k: pts[k][1])
+    lr, loss = pts[i]
+    if i == 0 or i == len(pts) - 1:
+        return {"lr": lr, "grid_lr": lr, "loss": loss, "edge": len(pts) > 1, "n": len(pts)}
+    (x0, y0), (x1, y1), (x2, y2) = [(math.log10(a), b) for a, b in pts[i - 1: i + 2]]
+    d = (x0 - x1) * (x0 - x2) * (x1 - x2)
+    a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / d
+    b = (x2 ** 2 * (y0 - y1) + x1 ** 2 * (y2 - y0) + x0 ** 2 * (y1 - y2)) / d
+    if a <= 0:
+        return {"lr": lr, "grid_lr": lr, "loss": loss, "edge": False, "n": len(pts)}
+    xm = min(max(-b / (2 * a), x0), x2)
+    return {"lr": 10 ** xm, "grid_lr": lr, "loss": loss, "edge": False, "n": len(pts)}
+
+
+def best(records, scale=None, **kw) -> dict | None:
+    return interp_best_lr(lr_results(records, cond(scale, **kw)))
+
+
+def _run(records, scale=None, **kw):
+    """The record of the condition at its best grid LR (None if absent)."""
+    b = best(records, scale, **kw)
+    if b is None:
+        return None
+    key = cond(scale, **kw)
+    return next(r for r in records if condition_of(r["config"]) == key and r["config"]["lr"] == b["grid_lr"])
+
+
+def _verdict(ok_all: bool, ok_some: bool) -> str:
+    return "agrees" if ok_all else "partly" if ok_some else "disagrees"
+
+
+def _missing(claim, what):
+    return {"claim": claim, "verdict": "not run", "numbers": {}, "text": f"no records yet for {what}"}
+
+
+def claim1(records, scale=None) -> dict:
+    """Best LoRA LR / best full-FT LR ≈ 10 (Thinking Machines 2025)."""
+    full = best(records, scale, method="full")
+    ratios = {r: b["lr"] / full["lr"] for r in RANKS if full and (b := best(records, scale, method="lora", rank=r))}
+    if not full or not ratios:
+        return _missing(1, "the LR sweep (full FT and LoRA)")
+    main = [v for r, v in ratios.items() if r >= 4] or list(ratios.values())
+    med = st.median(main)
+    lo, hi, plo, phi = LR_RATIO
+    text = ", ".join(f"{v:.1f}x (r={r})" for r, v in ratios.items())
+    return {"claim": 1, "verdict": _verdict(lo <= med <= hi, plo <= med <= phi),
+            "numbers": {"full_lr": full["lr"], "full_edge": full["edge"], "ratios": ratios, "median_r>=4": med},
+            "text": f"best LoRA LR / best full LR = {text}; median over r>=4 {med:.1f}x (claimed ~10x); "
+                    f"best full-FT LR {full['lr']:.2g}" + (" (at the grid's edge)" if full["edge"] else "")}
+
+
+def claim2(records, scale=None, early_step=None) -> dict:
+    """Best LR barely depends on rank (<2x for r=4..256); rank 1 lower; early curves coincide."""
+    bests = {r: b for r in RANKS if (b := best(records, scale, method="lora", rank=r))}
+    main = {r: b["lr"] for r, b in bests.items() if r >= 4}
+    if len(main) < 2:
+        return _missing(2, "the LoRA LR sweep at two or more ranks >= 4")
+    spread = max(main.values()) / min(main.values())
+    r1_lower = bests[1]["lr"] < st.median(main.values()) if 1 in bests else None
+    # early curves: held-out loss at the first eval after warm-up, same LR for every rank
+    lr0 = bests[64]["grid_lr"] if 64 in bests else next(iter(bests.values()))["grid_lr"]
+    early = {}
+    for r in main:
+        rec = next((x for x in records if condition_of(x["config"]) == cond(scale, method="lora", rank=r)
+                    and x["config"]["lr"] == lr0), None)
+        if rec:
+            c = rec["curve"]
+            k = 1 if early_step is None else c["eval_step"].index(early_step)
+            early[r] = (c["eval_step"][k], c["heldout_loss"][0], c["heldout_loss"][k])
+    coincide = None
+    if len(early) >= 2:
+        losses = [e[2] for e in early.values()]
+        drop = st.mean(e[1] for e in early.values()) - st.mean(losses)
+        coincide = drop > 0 and (max(losses) - min(losses)) < COINCIDE * drop
+        e_spread, e_step = max(losses) - min(losses), next(iter(early.values()))[0]
+    parts = [spread <= LR_SPREAD[0], bool(r1_lower), bool(coincide)]
+    text = (f"best LR per rank: " + ", ".join(f"r={r}: {b['lr']:.2g}" for r, b in bests.items())
+            + f"; spread over r>=4 = {spread:.1f}x (claimed < 2x)")
+    if r1_lower is not None:
+        text += f"; rank 1 {'prefers a lower LR' if r1_lower else 'does not prefer a lower LR'}"
+    if coincide is not None:
+        text += (f"; held-out loss at step {e_step} (lr {lr0:g}) spans {e_spread:.4f} nats across ranks "
+                 f"vs a drop of {drop:.4f} ({'coincide' if coincide else 'do not coincide'})")
+    return {"claim": 2, "verdict": _verdict(all(parts), spread <= LR_SPREAD[1] or any(parts)),
+            "numbers": {"best_lr": {r: b["lr"] for r, b in bests.items()}, "spread": spread,
+                        "rank1_lower": r1_lower, "early_coincide": coincide}, "text": text}
+
+
+def capacity_curves(records, scale=None, steps=270) -> dict:
+    """{label: (eval steps, held-out losses)} at each method's best LR: the one-epoch runs if
+    present, else the LR-sweep run at the best LR."""
+    out = {}
+    for r in (None,) + RANKS:
+        kw = dict(method="full") if r is None else dict(method="lora", rank=r)
+        key = cond(scale, **kw, steps=steps)
+        long = [x for x in records if condition_of(x["config"]) == key]
+        rec = long[0] if long else _run(records, scale, **kw)
+        if rec:
+            out["full FT" if r is None else f"r={r}"] = (rec["curve"]["eval_step"], rec["curve"]["heldout_loss"])
+    return out
+
+
+def claim3(records, scale=None, steps=270) -> dict:
+    """High-rank LoRA tracks full FT; low ranks fall behind at a step that grows with rank."""
+    curves = capacity_curves(records, scale, steps)
+    if "full FT" not in curves or len(curves) < 3:
+        return _missing(3, "full FT and LoRA runs at their best LR")
+    fs, fl = curves.pop("full FT")
+    tol = TOL * (fl[0] - fl[-1])
+    behind, final_gap = {}, {}
+    for name, (s, l) in curves.items():
+        full_at = dict(zip(fs, fl))
+        gaps = [(k, v - full_at[k]) for k, v in zip(s, l) if k in full_at and k > 0]
+        final_gap[name] = gaps[-1][1] if gaps else math.nan
+        behind[name] = next((k for k, g in gaps if g > tol), None)
+    ranks = sorted(curves, key=lambda n: int(n[2:]))
+    top, low = ranks[-1], ranks[0]
+    tracks = final_gap[top] <= tol
+    low_behind = behind[low] is not None
+    order = [behind[n] if behind[n] is not None else math.inf for n in ranks]
+    grows = all(a <= b for a, b in zip(order, order[1:]))
+    text = (f"gap to full FT at the end: " + ", ".join(f"{n}: {final_gap[n]:+.4f}" for n in ranks)
+            + f" (tolerance {tol:.4f} = {TOL:.0%} of full FT's improvement); falls behind at step: "
+            + ", ".join(f"{n}: {behind[n] if behind[n] is not None else 'never'}" for n in ranks))
+    return {"claim": 3, "verdict": _verdict(tracks and low_behind and grows, tracks or low_behind),
+            "numbers": {"final_gap": final_gap, "falls_behind_at": behind, "tol": tol,
+                        "high_rank_tracks": tracks, "low_rank_behind": low_behind, "step_grows_with_rank": grows},
+            "text": text}
+
+
+LAYER_RUNS = (("attn", 64), ("mlp", 39), ("all", 24))
+
+
+def claim4(records, scale=None) -> dict:
+    """Attention-only LoRA < MLP-only at matched parameters; MLP-only ≈ all layers."""
+    res = {L: best(records, scale, method="lora", layers=L, rank=r) for L, r in LAYER_RUNS}
+    if any(v is None for v in res.values()):
+        return _missing(4, "attention-only / MLP-only / all-layer runs")
+    recs = {L: _run(records, scale, method="lora", layers=L, rank=r) for L, r in LAYER_RUNS}
+    params = {L: recs[L]["trainable_params"] for L in res}
+    init = recs["all"]["heldout_loss_init"]
+    tol = TOL * (init - res["all"]["loss"])
+    attn_worse = res["attn"]["loss"] - res["mlp"]["loss"] > tol
+    mlp_eq_all = abs(res["mlp"]["loss"] - res["all"]["loss"]) <= tol
+    text = ("best held-out loss: " + ", ".join(
+        f"{L} r={r} ({params[L] / 1e6:.2f}M params): {res[L]['loss']:.4f}" for L, r in LAYER_RUNS)
+        + f"; attention - MLP = {res['attn']['loss'] - res['mlp']['loss']:+.4f}, MLP - all = "
+        f"{res['mlp']['loss'] - res['all']['loss']:+.4f} (tolerance {tol:.4f})")
+    return {"claim": 4, "verdict": _verdict(attn_worse and mlp_eq_all, attn_worse or mlp_eq_all),
+            "numbers": {"loss": {L: v["loss"] for L, v in res.items()}, "params": params, "tol": tol},
+            "text": text}
+
+
+BATCHES = (8, 32, 128)
+
+
+def batch_results(records, scale=None, rank=64) -> dict:
+    """{batch: (best full loss, best LoRA loss)} with the same number of sequences (6400)."""
+    out = {}
+    for b in BATCHES:
+        steps = 200 * 32 // b
+        f = best(records, scale, method="full", batch_size=b, steps=steps)
+        l = best(records, scale, method="lora", rank=rank, batch_size=b, steps=steps)
+        if f and l:
+            out[b] = (f["loss"], l["loss"])
+    return out
+
+
+def claim5(records, scale=None) -> dict:
+    """LoRA loses more than full FT as the batch grows (and rank does not fix it)."""
+    res = batch_results(records, scale)
+    if len(res) < 2:
+        return _missing(5, "full FT and LoRA r=64 at two or more batch sizes")
+    gaps = {b: l - f for b, (f, l) in res.items()}
+    bs = sorted(gaps)
+    full32 = _run(records, scale, method="full")
+    tol = TOL * (full32["heldout_loss_init"] - full32["final"]["heldout_loss"]) if full32 else 0.0
+    grows = gaps[bs[-1]] - gaps[bs[0]] > tol
+    mono = all(gaps[a] <= gaps[b] for a, b in zip(bs, bs[1:]))
+    text = ("LoRA r=64 minus full FT, best held-out loss at equal data: "
+            + ", ".join(f"batch {b}: {gaps[b]:+.4f}" for b in bs)
+            + f" (tolerance {tol:.4f}); only r=64 was run at other batch sizes, so 'rank does not fix it' is untested")
+    return {"claim": 5, "verdict": _verdict(grows and mono, grows),
+            "numbers": {"gap": gaps, "tol": tol}, "text": text}
+
+
+# --------------------------------------------------------------------------- Hu et al. §7
+def load_adapter_file(path) -> dict:
+    """{module name: (A, B)} in float32 from a sweep adapter file, and its scaling."""
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        scaling = float(f.metadata()["scaling"])
+        names = sorted({k.rsplit(".", 1)[0] for k in f.keys()})
+        return {n: (f.get_tensor(n + ".lora_A").float(), f.get_tensor(n + ".lora_B").float()) for n in names}, scaling
+
+
+def direction_overlap(A1: torch.Tensor, A2: torch.Tensor, k: int = 8) -> list[float]:
+    """‖v_iᵀ V2[:, :k]‖² for the top-k right-singular vectors v_i of A1 (r1 × n); A2: r2 × n.
+    Hu et al.'s φ(A1, A2, i, j) restricted to one direction i; random level ≈ k / n."""
+    V1, V2 = singular_basis(A1, "right")[:, :k], singular_basis(A2, "right")[:, :k]
+    return (V1.T @ V2).pow(2).sum(1).tolist()
+
+
+def phi_grid(A1: torch.Tensor, A2: torch.Tensor) -> torch.Tensor:
+    """φ(A1, A2, i, j) for i = 1..r1, j = 1..r2 (Hu et al. Fig. 3), from right-singular vectors."""
+    return subspace_similarity_grid(singular_basis(A1, "right"), singular_basis(A2, "right"))
+
+
+def amplification(W: torch.Tensor, dW: torch.Tensor, r: int, seed: int = 0) -> dict:
+    """Hu et al. §7.3: how much ΔW amplifies the directions it shares with W.
+
+    U (out × r), V (in × r) from ΔW's top-r SVD; factor = ‖ΔW‖_F / ‖Uᵀ W V‖_F. Also ‖Uᵀ W V‖_F
+    for U, V from W's own top-r SVD and for random orthonormal U, V (for comparison). W: out × in.
+    """
+    W, dW = W.double(), dW.double()
+    r = min(r, *W.shape)
+    U, _, Vh = truncated_svd(dW, r)
+    Uw, _, Vhw = truncated_svd(W, r)
+    Ur, Vr = random_orthonormal(W.shape[0], r, seed), random_orthonormal(W.shape[1], r, seed + 1)
+    proj = float(torch.linalg.matrix_norm(U.T @ W @ Vh.T))
+    return {"factor": float(torch.linalg.matrix_norm(dW)) / proj, "dW_fro": float(torch.linalg.matrix_norm(dW)),
+            "proj_dW": proj, "proj_W": float(torch.linalg.matrix_norm(Uw.T @ W @ Vhw.T)),
+            "proj_random": float(torch.linalg.matrix_norm(Ur.T @ W @ Vr))}
+
+
+def subspace_runs(records, scale=None):
+    """The three saved-adapter runs (r=8 seed 0, r=64 seed 0, r=64 seed 1) or None."""
+    def find(r, seed):
+        key = cond(scale, method="lora", rank=r, save=True, seed=seed)
+        return next((x for x in records if condition_of(x["config"]) == key and "adapter_file" in x), None)
+    return find(8, 0), find(64, 0), find(64, 1)
+
+
+def subspace_stats(records, folder, model=None, scale=None) -> dict | None:
+    """Overlaps (claim 6) and amplification factors (claim 7) over the saved modules.
+    model: the base model, for W (claim 7 is skipped without it)."""
+    r8, r64, r64b = subspace_runs(records, scale)
+    if r8 is None or r64 is None:
+        return None
+    a8, s8 = load_adapter_file(Path(folder) / r8["adapter_file"])
+    a64, s64 = load_adapter_file(Path(folder) / r64["adapter_file"])
+    a64b = load_adapter_file(Path(folder) / r64b["adapter_file"])[0] if r64b else None
+    out = {"modules": sorted(a8), "overlap": {}, "overlap_seed": {}, "amp8": {}, "amp64": {}, "lr": r8["config"]["lr"]}
+    mods = dict(model.named_modules()) if model is not None else {}
+    for name in out["modules"]:
+        (A8, B8), (A64, B64) = a8[name], a64[name]
+        out["overlap"][name] = direction_overlap(A8, A64)
+        if a64b is not None:
+            out["overlap_seed"][name] = direction_overlap(A64, a64b[name][0])
+        if name in mods:
+            m = mods[name]
+            W = (m.base.weight if hasattr(m, "base") else m.weight).detach().float().cpu()
+            out["amp8"][name] = amplification(W, s8 * B8 @ A8, 8)
+            out["amp64"][name] = amplification(W, s64 * B64 @ A64, 64)
+    out["n_in"] = {n: a8[n][0].shape[1] for n in out["modules"]}
+    return out
+
+
+def claim6(stats) -> dict:
+    if stats is None:
+        return _missing(6, "adapters saved at r=8 and r=64")
+    top = [ov[0] for ov in stats["overlap"].values()]
+    rest = [x for ov in stats["overlap"].values() for x in ov[1:]]
+    med_top, med_rest = st.median(top), st.median(rest)
+    noise = st.median(8 / n for n in stats["n_in"].values())
+    text = (f"overlap of A(r=8)'s top direction with A(r=64)'s top 8: median {med_top:.2f} over "
+            f"{len(top)} modules (claimed > {OVERLAP}); directions 2-8: median {med_rest:.2f}; random level {noise:.3f}")
+    return {"claim": 6, "verdict": _verdict(med_top > OVERLAP and med_rest < OVERLAP, med_top > OVERLAP or med_top > 2 * med_rest),
+            "numbers": {"top": med_top, "rest": med_rest, "noise": noise}, "text": text}
+
+
+def claim7(stats) -> dict:
+    if stats is None or not stats["amp8"]:
+        return _missing(7, "adapters saved at r=8 (and the base model for W)")
+    f8 = st.median(a["factor"] for a in stats["amp8"].values())
+    f64 = st.median(a["factor"] for a in stats["amp64"].values())
+    pw = st.median(a["proj_W"] for a in stats["amp8"].values())
+    pd = st.median(a["proj_dW"] for a in stats["amp8"].values())
+    pr = st.median(a["proj_random"] for a in stats["amp8"].values())
+    text = (f"amplification ‖ΔW‖_F / ‖Uᵀ W V‖_F: median {f8:.1f} at r=8, {f64:.1f} at r=64 (Hu et al.: 21.5 at r=4, "
+            f"1.9 at r=64); ‖Uᵀ W V‖_F with U, V from ΔW {pd:.2f}, from W itself {pw:.2f}, random {pr:.2f}")
+    return {"claim": 7, "verdict": _verdict(f8 >= AMPLIFY[0], f8 >= AMPLIFY[1]),
+            "numbers": {"factor_r8": f8, "factor_r64": f64, "proj_dW": pd, "proj_W": pw, "proj_random": pr},
+            "text": text}
+
+
+def verdicts(records, scale=None, stats=None) -> list[dict]:
+    """Claims 1-5 from the sweep records, 6-7 from subspace_stats (None: 'not run')."""
+    return [claim1(records, scale), claim2(records, scale), claim3(records, scale),
+            claim4(records, scale), claim5(records, scale), claim6(stats), claim7(stats)]
+
+
+# --------------------------------------------------------------------------- figures
+def _save(fig, path):
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+    return fig
+
+
+def fig_lr_sweep(records, path=None, scale=None):
+    """Claims 1-2: final held-out loss vs LR, full FT and each LoRA rank."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for r in (None,) + RANKS:
+        kw = dict(method="full") if r is None else dict(method="lora", rank=r)
+        pts = sorted((lr, l) for lr, l in lr_results(records, cond(scale, **kw)).items() if math.isfinite(l))
+        if pts:
+            ax.plot(*zip(*pts), "o-" if r else "s--k", label="full FT" if r is None else f"LoRA r={r}")
+    ax.set(xscale="log", xlabel="learning rate", ylabel="final held-out loss (nats/token)",
+           title="LR sweeps: LoRA (α=32) vs full fine-tuning")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def fig_curves(curves: dict, path=None, title="held-out loss during training"):
+    """Held-out loss vs step (log x) for {label: (steps, losses)} (claims 2-3)."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, (s, l) in curves.items():
+        pts = [(a, b) for a, b in zip(s, l) if a > 0]
+        ax.plot(*zip(*pts), "k--" if name == "full FT" else "-", marker=".", label=name)
+    ax.set(xscale="log", xlabel="step", ylabel="held-out loss (nats/token)", title=title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def fig_layers_batch(records, path=None, scale=None):
+    """Claims 4-5: best loss per layer choice (matched params) and LoRA-minus-full gap per batch."""
+    import matplotlib.pyplot as plt
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    res = {f"{L} r={r}": best(records, scale, method="lora", layers=L, rank=r) for L, r in LAYER_RUNS}
+    res = {k: v["loss"] for k, v in res.items() if v}
+    if res:
+        a1.bar(list(res), list(res.values()), color=["tab:orange", "tab:blue", "tab:green"][: len(res)])
+        lo, hi = min(res.values()), max(res.values())
+        a1.set_ylim(lo - (hi - lo + 1e-3), hi + 0.5 * (hi - lo + 1e-3))
+    a1.set(ylabel="best held-out loss", title="LoRA at matched parameter count")
+    br = batch_results(records, scale)
+    if br:
+        bs = sorted(br)
+        a2.plot(bs, [br[b][0] for b in bs], "ks--", label="full FT")
+        a2.plot(bs, [br[b][1] for b in bs], "o-", label="LoRA r=64")
+        a2.set_xscale("log", base=2)
+        a2.legend(fontsize=8)
+    a2.set(xlabel="batch size (sequences), same data", ylabel="best held-out loss", title="batch size")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def fig_subspace(A8: torch.Tensor, A64: torch.Tensor, path=None, title=""):
+    """Claim 6: φ(A_r=8, A_r=64, i, j) heatmap (Hu et al. Fig. 3)."""
+    import matplotlib.pyplot as plt
+    G = phi_grid(A8, A64)
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    im = ax.imshow(G.numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1,
+                   extent=(0.5, G.shape[1] + 0.5, G.shape[0] + 0.5, 0.5))
+    ax.set(xlabel="j (top-j directions of A, r=64)", ylabel="i (r=8)", title=title or "φ(A_8, A_64, i, j)")
+    fig.colorbar(im, ax=ax)
+    return _save(fig, path)
