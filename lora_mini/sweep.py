@@ -98,7 +98,7 @@ def _grid_index(lr: float, grid) -> int:
     return min(range(len(grid)), key=lambda i: abs(math.log(grid[i] / lr)))
 
 
-def next_lr(results: dict[float, float], start: float, grid=LR_GRID, max_runs: int = 6):
+def next_lr(results: dict[float, float], start: float, grid=LR_GRID, max_runs: int = 7):
     """The next LR a bracket search should try, or None when the best LR is bracketed (or the
     search is at the grid's end or has used max_runs). results: {lr: loss}, lr values from grid."""
     done = {_grid_index(lr, grid): loss for lr, loss in results.items()}
