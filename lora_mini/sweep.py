@@ -209,7 +209,7 @@ class Session:
             self.model, tok = load_model(model_name, device=self.device, dtype=torch.float32)
         self.model.requires_grad_(False)
         self.model_name, self.data = model_name, data
-        cache = Path("runs/cache")
+        cache = Path(__file__).resolve().parents[1] / "runs" / "cache"   # git-ignored
         self.corpus = build_corpus(tok, max_files=20 if data == "stdlib-small" else None, cache_dir=cache)
         self.n_heldout = heldout_blocks if data == "stdlib" else 8
         self.step_s: dict[tuple, float] = {}     # (method, tokens per step) -> seconds per step
