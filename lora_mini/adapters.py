@@ -98,6 +98,17 @@ class SoftPrompt(nn.Module):
         return self.model.config
 
     @property
+    def base_model(self):
+        """The body (no LM head) with the prompt in front; its hidden states line up with input_ids."""
+        return _PromptBody(self)
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    def get_output_embeddings(self):
+        return self.model.get_output_embeddings()
+
+    @property
     def device(self):
         return self.prompt.device
 
@@ -129,3 +140,16 @@ class SoftPrompt(nn.Module):
         embeds, mask = self._inputs(input_ids, attention_mask)
         new = self.model.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
         return torch.cat([input_ids, new.to(input_ids.device)], dim=1)
+
+
+class _PromptBody:
+    """SoftPrompt's transformer body: body(input_ids, attention_mask).last_hidden_state (B, T, d)."""
+
+    def __init__(self, sp: SoftPrompt):
+        self.sp = sp
+
+    def __call__(self, input_ids, attention_mask=None, **kwargs):
+        embeds, mask = self.sp._inputs(input_ids, attention_mask)
+        out = self.sp.model.base_model(inputs_embeds=embeds, attention_mask=mask, **kwargs)
+        out.last_hidden_state = out.last_hidden_state[:, self.sp.n_tokens:]
+        return out

@@ -72,3 +72,14 @@ def test_soft_prompt_generate_matches_forward_greedy():
         assert out.shape == (2, 8) and torch.equal(out[:, :5], x)
         nxt = model(x).logits[:, -1].argmax(-1)
     assert torch.equal(out[:, 5], nxt)
+
+
+def test_soft_prompt_trains_with_lora_mini_train():
+    from lora_mini.train import AnswerLoss
+    model = SoftPrompt(tiny_model(), n_tokens=3)
+    x = _ids()
+    labels = x.clone()
+    labels[:, :4] = -100
+    loss_sum, n = AnswerLoss(model)(x, torch.ones_like(x), labels)
+    ref = model(x, attention_mask=torch.ones_like(x), labels=labels).loss
+    assert abs(loss_sum.item() / n.item() - ref.item()) < 1e-5

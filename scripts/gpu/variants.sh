@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Chapter 8 on one GPU: every method on the addition task, several adapters, forgetting,
+# overfitting. ~7 minutes on one H200 (stops starting runs after BUDGET_S=430 s).
+#   GPU=0 bash scripts/gpu/variants.sh          # writes figures/beyond/{methods,multi,overfit}.json
+#   SMOKE=1 bash scripts/gpu/variants.sh        # a tiny CPU check (writes to runs/beyond_smoke/)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CUDA_VISIBLE_DEVICES="${GPU:-0}"
+export COMMAND="GPU=${GPU:-0} bash scripts/gpu/variants.sh"
+mkdir -p runs
+if [[ "${SMOKE:-0}" == "1" ]]; then
+  export OUT_DIR="${OUT_DIR:-runs/beyond_smoke}"
+  export COMMAND="SMOKE=1 bash scripts/gpu/variants.sh"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+python scripts/gpu/variants.py 2>&1 | tee runs/variants.log
