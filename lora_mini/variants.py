@@ -205,3 +205,70 @@ def quantize_base_(model: nn.Module, target_modules="all-linear", kind: str = "n
 def variant_layers(model: nn.Module) -> dict[str, LoRALinear]:
     """{name: layer} for LoRA and DoRA layers (DoRALinear is a LoRALinear)."""
     return lora_modules(model)
+
+
+# ----------------------------------------------------------------------------- every method, one call
+
+METHODS = ("full", "lora", "rslora", "dora", "loraplus", "pissa", "qlora", "adapter", "prompt")
+
+
+def prepare_method(model: nn.Module, method: str, lr: float, r: int = 16, alpha: float = 32,
+                   targets="all-linear", dropout: float = 0.0, loraplus_ratio: float = 16.0,
+                   bottleneck: int = 16, n_prompt: int = 20, quant: str = "nf4", seed: int = 0):
+    """Turn a fresh model into one of METHODS; returns (model, optimizer or None, info dict).
+
+    "full": every parameter trains. "qlora": W is 4-bit fake-quantized, then plain LoRA.
+    "adapter": Houlsby adapters after o_proj and down_proj (bottleneck m). "prompt": a soft
+    prompt of n_prompt tokens (the returned model is a SoftPrompt wrapper). An optimizer is
+    returned only where the method needs its own (LoRA+); otherwise the trainer builds AdamW.
+    """
+    from .adapters import SoftPrompt, apply_adapters   # the alternatives, beside LoRA
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    torch.manual_seed(seed)
+    info: dict = {"method": method}
+    optimizer = None
+    if method == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+    elif method == "qlora":
+        info["quant"] = quantize_base_(model, targets, kind=quant)
+        apply_variant(model, targets, r, alpha, "lora", dropout)
+    elif method == "adapter":
+        apply_adapters(model, ("o_proj", "down_proj"), bottleneck)
+        info["bottleneck"] = bottleneck
+    elif method == "prompt":
+        model = SoftPrompt(model, n_prompt, seed=seed)
+        info["n_prompt"] = n_prompt
+    else:
+        apply_variant(model, targets, r, alpha, method, dropout)
+        if method == "loraplus":
+            optimizer = loraplus_optimizer(model, lr, loraplus_ratio)
+            info["loraplus_ratio"] = loraplus_ratio
+    if method not in ("full", "adapter", "prompt"):
+        info.update(r=r, alpha=alpha, targets=targets, dropout=dropout)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    info.update(trainable=trainable, total=sum(p.numel() for p in model.parameters()),
+                can_merge=method not in ("adapter", "prompt"))
+    return model, optimizer, info
+
+
+@torch.no_grad()
+def forward_latency(model: nn.Module, input_ids: torch.Tensor, repeats: int = 20, warmup: int = 3) -> float:
+    """Median seconds of one forward pass model(input_ids) (synchronizing on CUDA)."""
+    import time
+
+    cuda = input_ids.is_cuda
+    times = []
+    for i in range(warmup + repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        model(input_ids)
+        if cuda:
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    times.sort()
+    return times[len(times) // 2]
