@@ -17,7 +17,7 @@ queue() {
     left=$((deadline - $(date +%s)))
     if [ "$left" -lt 20 ]; then echo "== skip $name (no time left)"; continue; fi
     echo "== $(date +%T) start $name on GPU $gpu (limit ${left}s)"
-    GPU=$gpu timeout --signal=INT --kill-after=15 "$left" bash "scripts/gpu/$name.sh" > "runs/logs/$name.log" 2>&1
+    OUT= GPU=$gpu timeout --signal=INT --kill-after=15 "$left" bash "scripts/gpu/$name.sh" > "runs/logs/$name.log" 2>&1
     echo "== $(date +%T) end $name: exit $? after $(( $(date +%s) - start ))s"
     tail -n 5 "runs/logs/$name.log" | sed "s/^/   [$name] /"
   done
