@@ -143,7 +143,8 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
           schedule: str = "cosine", weight_decay: float = 0.0, grad_clip: float | None = 1.0,
           optimizer=None, eval_fn=None, eval_every: int = 0, log_every: int = 10,
           checkpoint_dir=None, checkpoint_every: int = 0, resume: bool = False,
-          progress: bool = True, amp: bool | None = None, comm_hook: bool = True) -> dict:
+          progress: bool = True, amp: bool | None = None, comm_hook: bool = True,
+          stop_at: int | None = None) -> dict:
     """Train every parameter with requires_grad for `steps` steps; returns a dict of results.
 
     batches: iterator of {"input_ids", "attention_mask", "labels"} (B, T) (this rank's slice).
@@ -151,6 +152,8 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
     eval_fn(model) -> dict, run (on rank 0) at step 0, every eval_every steps and at the end.
     checkpoint_dir: save there every checkpoint_every steps (0: only at the end); resume=True
     continues from it (the iterator is fast-forwarded, so the data order is unchanged).
+    stop_at: stop after this step as if interrupted (checkpoint first); the schedule still
+    follows `steps`, so a resumed run ends exactly where an uninterrupted one would.
     amp: bf16 autocast (default: on for CUDA). Returns {"history", "evals", "train_seconds",
     "tokens", "tokens_per_s", "peak_mem_gib", "steps", "comm_bytes_per_step", "world_size"}.
     """
@@ -224,7 +227,8 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
         logged = upto
 
     t0 = time.perf_counter()
-    for step in range(state["step"], steps):
+    end = steps if stop_at is None else min(stop_at, steps)
+    for step in range(state["step"], end):
         for g, base in zip(optimizer.param_groups, base_lrs):
             g["lr"] = base * lr_factor(step, steps, warmup_steps, schedule)
         batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
@@ -250,7 +254,7 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
         state["tokens"] += int(n_tokens)                   # (one sync per step; cheap)
         state["step"] = step + 1
         done = step + 1
-        if done % log_every == 0 or done == steps:
+        if done % log_every == 0 or done == end:
             flush(done)
         if (eval_every and done % eval_every == 0 and done != steps) or \
                 (checkpoint_every and done % checkpoint_every == 0 and done != steps):
@@ -266,19 +270,19 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     state["train_seconds"] += time.perf_counter() - t0
-    flush(steps)
+    flush(end)
     bar.close()
-    if eval_fn is not None and (not state["evals"] or state["evals"][-1]["step"] != steps):
+    if eval_fn is not None and end == steps and (not state["evals"] or state["evals"][-1]["step"] != steps):
         evaluate(steps)
     if checkpoint_dir is not None:
         checkpoint()
     model.eval()
     secs = state["train_seconds"]
-    return {"history": state["history"], "evals": state["evals"], "steps": steps,
+    return {"history": state["history"], "evals": state["evals"], "steps": state["step"],
             "train_seconds": secs, "tokens": state["tokens"],
             "tokens_per_s": state["tokens"] / secs if secs > 0 else float("nan"),
             "peak_mem_gib": peak_memory_gib(device), "world_size": world,
-            "comm_bytes_per_step": comm["bytes"] / max(1, steps - start)}
+            "comm_bytes_per_step": comm["bytes"] / max(1, end - start)}
 
 
 # ----------------------------------------------------------------------------- the finetune job

@@ -1,0 +1,109 @@
+"""lora_mini.train: the schedule, the answer-only loss, the loop (LoRA and full), checkpoints."""
+import copy
+import json
+
+import pytest
+import torch
+
+from lora_mini import apply_lora, lora_modules, tiny_model
+from lora_mini.tasks import IGNORE, batches
+from lora_mini.train import AnswerLoss, lr_factor, train
+
+
+def toy_data(n=64, seed=0):
+    """Prompts of random tokens whose 'answer' is the prompt's first two tokens (learnable)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        p = 4 + i % 3
+        prompt = torch.randint(3, 13, (p,), generator=g).tolist()
+        answer = prompt[:2] + [2]
+        out.append({"input_ids": prompt + answer, "labels": [IGNORE] * p + answer, "prompt_len": p})
+    return out
+
+
+def lora_toy_model(r=8):
+    """A tiny llama whose output head can produce confident logits (init std 0.2, not 0.02):
+    LoRA cannot change the head or the final norm, and at std 0.02 logits stay below ~1."""
+    return apply_lora(tiny_model("llama", initializer_range=0.2), "all-linear", r=r, alpha=2 * r)
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    f = [lr_factor(s, 100, 10, "cosine") for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == 1.0 and f[10] == 1.0
+    assert all(a >= b for a, b in zip(f[10:], f[11:])) and f[-1] < 0.001
+    assert lr_factor(99, 100, 0, "linear") == pytest.approx(0.01)
+    assert lr_factor(50, 100, 0, "constant") == 1.0
+    with pytest.raises(ValueError, match="schedule"):
+        lr_factor(0, 10, 0, "exp")
+
+
+def test_answer_loss_equals_the_models_own_loss():
+    model = tiny_model("llama")
+    batch = next(batches(toy_data(8), 8, pad_id=1))
+    s, n = AnswerLoss(model)(**batch)
+    assert n == sum(len([t for t in r if t != IGNORE]) for r in batch["labels"].tolist())
+    ref = model(**batch).loss                      # transformers: mean over labelled tokens
+    assert torch.allclose(s / n, ref, atol=1e-5), (s / n, ref)
+
+
+def test_lora_training_learns_and_touches_only_A_and_B():
+    model = lora_toy_model()
+    frozen = {n: p.clone() for n, p in model.named_parameters() if not p.requires_grad}
+    calls = []
+    out = train(model, batches(toy_data(), 16, pad_id=1), steps=60, lr=2e-2, warmup_steps=5,
+                eval_fn=lambda m: calls.append(m.training) or {"x": len(calls)}, eval_every=30,
+                progress=False)
+    losses = [h["loss"] for h in out["history"]]
+    assert len(losses) == 60 and [h["step"] for h in out["history"]] == list(range(1, 61))
+    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5, losses
+    assert [e["step"] for e in out["evals"]] == [0, 30, 60] and calls == [False] * 3
+    assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
+    assert any(m.lora_B.abs().sum() > 0 for m in lora_modules(model).values())
+    assert out["tokens"] > 0 and out["tokens_per_s"] > 0 and out["peak_mem_gib"] > 0
+
+
+def test_full_finetuning_trains_every_parameter():
+    model = tiny_model("llama")
+    before = copy.deepcopy(model)
+    train(model, batches(toy_data(), 8, pad_id=1), steps=3, lr=1e-3, progress=False)
+    changed = [not torch.equal(p, q) for p, q in zip(model.parameters(), before.parameters())]
+    assert all(changed)
+
+
+def test_custom_optimizer_groups_follow_the_schedule():
+    model = apply_lora(tiny_model("llama"), "all-linear", r=4, alpha=8)
+    A = [p for n, p in model.named_parameters() if n.endswith("lora_A")]
+    B = [p for n, p in model.named_parameters() if n.endswith("lora_B")]
+    opt = torch.optim.AdamW([{"params": A, "lr": 1e-3}, {"params": B, "lr": 1.6e-2}])  # LoRA+
+    train(model, batches(toy_data(), 8, pad_id=1), steps=4, lr=1e-3, warmup_steps=2, schedule="constant",
+          optimizer=opt, progress=False)
+    assert [g["lr"] for g in opt.param_groups] == [1e-3, 1.6e-2]
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    def run(**kw):
+        torch.manual_seed(0)
+        m = apply_lora(tiny_model("llama"), "all-linear", r=4, alpha=8)
+        out = train(m, batches(toy_data(), 8, seed=1, pad_id=1), steps=8, lr=5e-3, warmup_steps=2,
+                    progress=False, **kw)
+        return m, out
+    full, out_full = run()
+    run(checkpoint_dir=tmp_path / "ck", stop_at=5)
+    state = json.loads((tmp_path / "ck" / "state.json").read_text())
+    assert state["step"] == 5
+    resumed, out = run(checkpoint_dir=tmp_path / "ck", resume=True)
+    for (n, p), q in zip(full.named_parameters(), resumed.parameters()):
+        assert torch.equal(p, q), n
+    assert [h["loss"] for h in out["history"]] == [h["loss"] for h in out_full["history"]]
+
+
+def test_errors_name_the_problem(tmp_path):
+    model = tiny_model("llama")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable"):
+        train(model, iter([]), steps=1, lr=1e-3)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(apply_lora(tiny_model("llama"), "all-linear", 4, 8), iter([]), steps=1, lr=1e-3,
+              checkpoint_dir=tmp_path / "none", resume=True)
