@@ -95,12 +95,13 @@ def build(base_model, method: str, r: int, alpha: float, device):
     return model, [p for p in model.parameters() if p.requires_grad]
 
 
-def _saved_bytes(step) -> int:
-    """Bytes of the unique storages autograd saves for backward while running step()."""
+def _saved_bytes(step, model) -> int:
+    """Bytes of the unique storages autograd saves for backward while running step(), weights excluded."""
     seen: dict[int, int] = {}
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
 
     def pack(t):
-        if isinstance(t, torch.Tensor) and not isinstance(t, torch.nn.Parameter):
+        if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in weights:
             st = t.untyped_storage()
             seen[st.data_ptr()] = st.nbytes()
         return t
@@ -163,7 +164,7 @@ def run_one(base_model, method, mode, batch, seq, args, device) -> dict:
                 row["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / GIB
             else:
                 try:
-                    saved = _saved_bytes(step)
+                    saved = _saved_bytes(step, model)
                 except Exception as e:  # e.g. hooks not supported under compile
                     row["mem_note"] = f"{type(e).__name__}: {str(e)[:200]}"
                 else:
@@ -257,8 +258,12 @@ def command_line(args) -> str:
     return " ".join(parts)
 
 
-def bench(args) -> dict:
-    """Run every configuration in `args`; returns the result dict (written as JSON by main)."""
+def bench(args, base=None) -> dict:
+    """Run every configuration in `args`; returns the result dict (written as JSON by main).
+
+    base: an already loaded model to copy (its parameters are frozen in place, so pass a model
+    you do not train); default: load args.model.
+    """
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, None: None}[args.dtype] or (
         torch.bfloat16 if device.type == "cuda" else torch.float32)
@@ -278,7 +283,12 @@ def bench(args) -> dict:
             import peft  # noqa: F401
         except ImportError:
             methods.remove("peft")
-    base = load_base(args.model, dtype)
+    if base is None:
+        base = load_base(args.model, dtype)
+    else:
+        base = base.to("cpu", dtype)
+        for p in base.parameters():
+            p.requires_grad_(False)
     from tqdm.auto import tqdm
 
     rows, t_start, took = [], time.perf_counter(), {}
