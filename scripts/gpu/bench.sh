@@ -2,8 +2,9 @@
 # Issue 5 / appendix 09: one training step of full fine-tuning vs PEFT LoRA vs lora_mini LoRA
 # (fast path and straightforward), eager and torch.compile, at B16×T1024 and B1×T256, r=16 all-linear.
 # Usage (repo root):  GPU=0 LORA_MINI_GGUF=/path/SmolLM2-135M-Instruct.Q4_1.gguf bash scripts/gpu/bench.sh
-# Budget: configurations start in priority order (all eager runs, then compiled B16×T1024, then
-# compiled B1×T256) only while they fit in BUDGET_S (default 200 s of the Python process), so the
+# Budget: configurations start in priority order (all eager runs, then compiled full FT and lora_mini at
+# both shapes, then compiled straightforward and PEFT) only while they fit in BUDGET_S (default 200 s of
+# the Python process; each compiled configuration takes roughly 30-60 s to compile), so the
 # script takes at most ~4 min on one H200; skipped or failed ones are recorded in the JSON.
 # Writes figures/bench_gpu.json and figures/bench_gpu.png; log: runs/bench_gpu.log; copies all
 # three to $OUT when it is set.
