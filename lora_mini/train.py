@@ -313,10 +313,12 @@ def make_data(tokenizer, digits, n_train, n_test, seed=0):
 def finetune(model, tokenizer, *, method="lora", rank=16, alpha=32.0, targets="all-linear",
              lr=None, steps=None, batch_size=None, digits=None, n_train=None, n_test=None,
              warmup_steps=None, eval_every=None, schedule="cosine", seed=0, out=None,
-             checkpoint_every=0, resume=False, progress=True, merge_check=True, eval_batch_size=64) -> dict:
+             checkpoint_every=0, resume=False, progress=True, merge_check=True, eval_batch_size=64,
+             n_val=0) -> dict:
     """Fine-tune `model` (changed in place) on additions; returns a results dict (JSON-ready).
 
     method "lora": apply_lora(model, targets, rank, alpha) then train A, B; "full": train all.
+    n_val > 0 holds out that many training pairs as a validation split (for choosing the LR).
     Unset options come from preset(device). With out=DIR (rank 0): DIR/results.json,
     DIR/adapter/ (LoRA), DIR/checkpoint/ (resumable) and DIR/plot.png.
     """
@@ -336,7 +338,10 @@ def finetune(model, tokenizer, *, method="lora", rank=16, alpha=32.0, targets="a
     rank_, world = dist_info()
     torch.manual_seed(seed)
 
-    task, train_ex, test_ex, enc = make_data(tokenizer, tuple(cfg["digits"]), cfg["n_train"], cfg["n_test"], seed)
+    task, train_ex, test_ex, enc = make_data(tokenizer, tuple(cfg["digits"]), cfg["n_train"] + n_val,
+                                             cfg["n_test"], seed)
+    if n_val:
+        train_ex, val_ex, enc = train_ex[:-n_val], train_ex[-n_val:], enc[:-n_val]
     max_new = task.digits[1] + 2                        # the longest sum has digits+1 digits, then <|im_end|>
     evaluate = lambda m: exact_match(m, tokenizer, test_ex, eval_batch_size, max_new)  # noqa: E731
 
@@ -368,6 +373,9 @@ def finetune(model, tokenizer, *, method="lora", rank=16, alpha=32.0, targets="a
     res["exact_match_before"] = result["evals"][0]["exact_match"] if result["evals"] and \
         result["evals"][0]["step"] == 0 else None
     res["exact_match_after"] = final["exact_match"]
+    if n_val:
+        res["n_val"] = n_val
+        res["exact_match_val"] = exact_match(model, tokenizer, val_ex, eval_batch_size, max_new)["exact_match"]
     res["samples"] = [{"question": ex["messages"][-1]["content"], "answer": ex["answer"], "model": a}
                       for ex, a in zip(test_ex[:8], final["answers"][:8])]
     if method == "lora":
