@@ -53,9 +53,10 @@ class DoRALinear(LoRALinear):
     def _lora_delta_oi(self) -> torch.Tensor:
         return (self.lora_B.float() @ self.lora_A.float()) * self.scaling          # out × in, fp32
 
+    @torch.no_grad()
     def _row_norm(self) -> torch.Tensor:
-        """‖W + s·B·A‖ per output row, (out,), fp32, detached."""
-        return (self._weight_oi().float() + self._lora_delta_oi()).norm(dim=1).detach()
+        """‖W + s·B·A‖ per output row, (out,), fp32, treated as a constant (no graph)."""
+        return (self._weight_oi().float() + self._lora_delta_oi()).norm(dim=1)
 
     def delta_weight(self) -> torch.Tensor:
         """W' − W in float32, shaped like base.weight. While merged, the delta that was added."""

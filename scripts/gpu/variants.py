@@ -137,6 +137,8 @@ def run_methods(pristine, tok, data, blocks, results):
     write("methods.json", results)
     kept = {}
     order = ["lora", "full", "dora", "qlora", "adapter", "prompt", "rslora", "loraplus", "pissa"]
+    if os.environ.get("ONLY"):   # e.g. ONLY=lora,prompt for a quicker smoke test
+        order = [m for m in order if m in os.environ["ONLY"].split(",")]
     per_run = None
     for method in order:
         if per_run is not None and elapsed() + per_run * 1.3 > BUDGET * 0.55:

@@ -3,6 +3,7 @@
 # overfitting. ~7 minutes on one H200 (stops starting runs after BUDGET_S=430 s).
 #   GPU=0 bash scripts/gpu/variants.sh          # writes figures/beyond/{methods,multi,overfit}.json
 #   SMOKE=1 bash scripts/gpu/variants.sh        # a tiny CPU check (writes to runs/beyond_smoke/)
+#   SMOKE=1 ONLY=lora,prompt bash scripts/gpu/variants.sh   # only some methods
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CUDA_VISIBLE_DEVICES="${GPU:-0}"
