@@ -170,7 +170,7 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
     rank, world = dist_info()
     main_rank = rank == 0
     if optimizer is None:
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
     base_lrs = [g["lr"] for g in optimizer.param_groups]
 
     loss_module = AnswerLoss(model)
@@ -211,6 +211,7 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
         torch.cuda.reset_peak_memory_stats(device)
     model.train()
     losses = torch.zeros(steps, device=device)          # per-step loss, synced every log_every
+    tokens = torch.zeros((), dtype=torch.long, device=device)   # non-pad tokens seen (all ranks)
     logged = state["step"]
     bar = tqdm(total=steps, initial=state["step"], desc="train", disable=not (progress and main_rank))
 
@@ -225,6 +226,8 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
         if values:
             bar.set_postfix(loss=f"{values[-1]:.3f}")
         logged = upto
+        state["tokens"] += int(tokens.item())
+        tokens.zero_()
 
     t0 = time.perf_counter()
     end = steps if stop_at is None else min(stop_at, steps)
@@ -251,7 +254,7 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses[step] = mean
-        state["tokens"] += int(n_tokens)                   # (one sync per step; cheap)
+        tokens += n_tokens.long()
         state["step"] = step + 1
         done = step + 1
         if done % log_every == 0 or done == end:
