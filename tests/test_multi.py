@@ -76,3 +76,14 @@ def test_bad_indices_and_memory(setup):
         set_adapter(base, 0)
     # one base + 3 adapters is far smaller than 3 full models
     assert parameter_bytes(multi) < 1.5 * parameter_bytes(base) < 3 * parameter_bytes(base)
+
+
+def test_extra_tasks():
+    from lora_mini.multi import TASKS
+    train, test = TASKS["sub"](seed=0).make_splits(50, 10)
+    for ex in train + test:
+        assert int(ex["answer"]) == ex["a"] - ex["b"] >= 0
+        assert f"{ex['a']} - {ex['b']}" in ex["messages"][-1]["content"]
+    train, _ = TASKS["rev"](seed=0).make_splits(50, 10)
+    for ex in train:
+        assert ex["answer"] == f"{ex['a']}{ex['b']}"[::-1]
