@@ -305,12 +305,20 @@ def preset(device) -> dict:
     return dict(PRESETS["gpu" if torch.device(device).type == "cuda" else "cpu"])
 
 
+_DATA: dict = {}   # make_data's results, so that a sweep encodes its 20k chats once
+
+
 def make_data(tokenizer, digits, n_train, n_test, seed=0):
-    """(task, train examples, test examples, encoded train) for the addition task."""
+    """(task, train examples, test examples, encoded train) for the addition task (cached)."""
     from .tasks import AdditionTask, encode_examples
-    task = AdditionTask(digits=digits, seed=seed, system=SYSTEM)
-    train_ex, test_ex = task.make_splits(n_train, n_test)
-    return task, train_ex, test_ex, encode_examples(tokenizer, train_ex)
+    key = (id(tokenizer), tuple(digits), n_train, n_test, seed)
+    if key not in _DATA:
+        task = AdditionTask(digits=digits, seed=seed, system=SYSTEM)
+        train_ex, test_ex = task.make_splits(n_train, n_test)
+        _DATA.clear()
+        _DATA[key] = task, train_ex, test_ex, encode_examples(tokenizer, train_ex)
+    task, train_ex, test_ex, enc = _DATA[key]
+    return task, list(train_ex), list(test_ex), list(enc)
 
 
 def finetune(model, tokenizer, *, method="lora", rank=16, alpha=32.0, targets="all-linear",
@@ -323,7 +331,7 @@ def finetune(model, tokenizer, *, method="lora", rank=16, alpha=32.0, targets="a
     method "lora": apply_lora(model, targets, rank, alpha) then train A, B; "full": train all.
     n_val > 0 holds out that many training pairs as a validation split (for choosing the LR).
     Unset options come from preset(device). With out=DIR (rank 0): DIR/results.json,
-    DIR/adapter/ (LoRA), DIR/checkpoint/ (resumable) and DIR/plot.png.
+    DIR/adapter/ (LoRA), DIR/plot.png, and with checkpoint_every > 0 DIR/checkpoint/ (resumable).
     """
     from .inject import apply_lora, count_parameters
     from .io import adapter_bytes, save_adapter
@@ -346,7 +354,11 @@ def finetune(model, tokenizer, *, method="lora", rank=16, alpha=32.0, targets="a
     if n_val:
         train_ex, val_ex, enc = train_ex[:-n_val], train_ex[-n_val:], enc[:-n_val]
     max_new = task.digits[1] + 2                        # the longest sum has digits+1 digits, then <|im_end|>
-    evaluate = lambda m: exact_match(m, tokenizer, test_ex, eval_batch_size, max_new)  # noqa: E731
+    last = {}
+
+    def evaluate(m):
+        last["result"] = exact_match(m, tokenizer, test_ex, eval_batch_size, max_new)
+        return last["result"]
 
     if method == "lora":
         apply_lora(model, targets, r=rank, alpha=alpha)
@@ -355,7 +367,8 @@ def finetune(model, tokenizer, *, method="lora", rank=16, alpha=32.0, targets="a
             p.requires_grad_(True)
     trainable, total = count_parameters(model)
     it = batches(enc, cfg["batch_size"], seed=seed, pad_id=tokenizer.pad_token_id, rank=rank_, world_size=world)
-    ckpt = Path(out) / "checkpoint" if out is not None else None
+    # a resumable checkpoint (trainable weights + AdamW state) only when asked: for full FT it is ~1.6 GB
+    ckpt = Path(out) / "checkpoint" if out is not None and (checkpoint_every or resume) else None
     result = train(model, it, steps=cfg["steps"], lr=lr, warmup_steps=cfg["warmup_steps"], schedule=schedule,
                    eval_fn=lambda m: {"exact_match": evaluate(m)["exact_match"]},
                    eval_every=cfg["eval_every"], checkpoint_dir=ckpt, checkpoint_every=checkpoint_every,
@@ -372,7 +385,7 @@ def finetune(model, tokenizer, *, method="lora", rank=16, alpha=32.0, targets="a
            "world_size": world, **{k: v for k, v in result.items()}}
     if rank_ != 0:
         return res
-    final = evaluate(model)
+    final = last["result"] if "result" in last and result["evals"] and result["evals"][-1]["step"] == cfg["steps"] else evaluate(model)
     res["exact_match_before"] = result["evals"][0]["exact_match"] if result["evals"] and \
         result["evals"][0]["step"] == 0 else None
     res["exact_match_after"] = final["exact_match"]
@@ -482,7 +495,7 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--out", default="runs/finetune", help="folder for results.json, plot.png, adapter/")
-    p.add_argument("--checkpoint-every", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=0, help="save OUT/checkpoint every N steps (0: never)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--no-progress", action="store_true")
 

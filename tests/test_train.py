@@ -107,3 +107,32 @@ def test_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train(apply_lora(tiny_model("llama"), "all-linear", 4, 8), iter([]), steps=1, lr=1e-3,
               checkpoint_dir=tmp_path / "none", resume=True)
+
+
+def test_cli_parses_the_documented_options():
+    import argparse
+    from lora_mini.train import add_arguments
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    a = p.parse_args(["--method", "full", "--rank", "8", "--alpha", "16", "--lr", "1e-4", "--steps", "5",
+                      "--batch-size", "4", "--device", "cpu", "--out", "x"])
+    assert (a.method, a.rank, a.alpha, a.lr, a.steps, a.batch_size, a.device, a.out) == \
+        ("full", 8, 16.0, 1e-4, 5, 4, "cpu", "x")
+    d = p.parse_args([])
+    assert d.method == "lora" and d.lr is None and d.steps is None and d.device == "auto"
+
+
+@pytest.mark.slow
+def test_finetune_job_end_to_end(smollm, tmp_path):
+    from lora_mini.io import load_adapter
+    from lora_mini.train import finetune, summary
+    model, tok = smollm
+    res = finetune(copy.deepcopy(model), tok, method="lora", rank=4, alpha=8, lr=2e-3, steps=2, batch_size=4,
+                   digits=(2, 2), n_train=40, n_test=4, n_val=4, eval_every=1, out=tmp_path, progress=False)
+    assert [e["step"] for e in res["evals"]] == [0, 1, 2]
+    assert res["exact_match_before"] == 0.0 and 0 <= res["exact_match_after"] <= 1
+    assert res["merge_check"]["n_differ"] == 0                      # fp32 on CPU: merging changes nothing
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["trainable_params"] == res["trainable_params"] and (tmp_path / "plot.png").is_file()
+    assert res["adapter_bytes"] > 0 and "exact match" in summary(res)
+    load_adapter(copy.deepcopy(model), tmp_path / "adapter")       # the adapter loads into a fresh model

@@ -55,6 +55,7 @@ for method in ("lora", "full"):
             model = copy.deepcopy(base).to(device=device,
                                            dtype=torch.bfloat16 if method == "lora" and device != "cpu" else torch.float32)
             if method == "lora":
+                torch.manual_seed(0)                # the same A on every run (DDP also broadcasts rank 0's)
                 apply_lora(model, "all-linear", r=16, alpha=32)
             n_trainable = count_parameters(model)[0]
             it = batches(enc, gb, seed=0, pad_id=tok.pad_token_id, rank=rank, world_size=world)
