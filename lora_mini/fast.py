@@ -94,9 +94,12 @@ def can_use(layer: nn.Module, x: torch.Tensor) -> bool:
     The caller (LoRALinear.forward) also checks that lora_forward is not overridden by a variant.
     Falls back (False) when: switched off; dropout is active (p > 0 in training); the base
     layer is trainable or has hooks, or is a subclass with its own forward; dtypes differ or
-    autocast is on.
+    autocast is on; no gradient is wanted (inference: rebuilding W' on every call would cost
+    a whole out × in pass per generated token, more than the two thin GEMMs it replaces).
     """
     if not ENABLED:
+        return False
+    if not torch.is_grad_enabled() or not (layer.lora_A.requires_grad or layer.lora_B.requires_grad):
         return False
     base = layer.base
     if layer.dropout_p > 0 and layer.training:

@@ -1,4 +1,4 @@
-"""Putting LoRA into a model: target matching, wrapping, freezing, counting.
+r"""Putting LoRA into a model: target matching, wrapping, freezing, counting.
 
     apply_lora(model, ["q_proj", "v_proj"], r=8, alpha=16)   # suffixes of module names
     apply_lora(model, r".*\.mlp\..*_proj", r=8, alpha=16)     # a regex (full match)
