@@ -1,14 +1,17 @@
 """Chapter 8 GPU runs: LoRA beside its alternatives and variants, several adapters, forgetting,
 overfitting. Called by scripts/gpu/variants.sh; writes figures/beyond/*.json after every run.
 
+Resumable: results already in figures/beyond/*.json with the same config are kept and not run
+again, so a second call (another ≤ 8 minutes) fills in what the first one had to skip.
+
 Order (by priority; a run starts only if the time budget leaves room for it):
   1. methods   every method in lora_mini.variants.METHODS on the chapter-6 addition task, same
                steps and batch: accuracy, trainable params, train time, peak memory, inference
                latency unmerged vs merged, and held-out loss on general text (stdlib) -> forgetting
   2. multi     LoRA adapters for subtraction and digit reversal (+ the addition one from 1),
-               served from one base: switched per call and mixed per row; memory; and sequential
-               fine-tuning (add then sub) with one LoRA and with full FT (continual learning)
+               served from one base: switched per call and mixed per row; memory
   3. overfit   300 training examples: train vs held-out answer loss across rank and dropout
+  4. sequential fine-tuning add -> sub with one LoRA and with full FT (continual learning)
 SMOKE=1 shrinks everything for a CPU check (a few steps, tiny splits).
 """
 from __future__ import annotations
@@ -54,6 +57,46 @@ LR = {"full": 1e-4, "lora": 2e-3, "rslora": 2e-3, "dora": 2e-3, "loraplus": 5e-4
 
 def elapsed() -> float:
     return time.time() - T0
+
+
+SEC_PER_STEP = [0.3 if DEVICE == "cuda" else 60.0]   # updated from every run (slowest seen)
+
+
+def fits(steps: int, what, skipped: list) -> bool:
+    """True if `steps` training steps (+ evals) still fit the budget; else log and record a skip."""
+    need = steps * SEC_PER_STEP[0] * 1.15 + 8
+    if elapsed() + need <= BUDGET:
+        return True
+    log(f"skip {what}: budget (elapsed {elapsed():.0f}s, needs ~{need:.0f}s)")
+    skipped.append(what)
+    return False
+
+
+def observe(seconds: float, steps: int) -> None:
+    SEC_PER_STEP[0] = max(SEC_PER_STEP[0] if SEC_PER_STEP[0] < 1e3 else 0, seconds / steps)
+
+
+def previous(name: str) -> dict | None:
+    """The JSON from an earlier call with the same config (to resume), else None."""
+    path = OUT / name
+    if os.environ.get("FRESH") == "1" or not path.exists():
+        return None
+    old = json.loads(path.read_text())
+    same = json.loads(json.dumps({"config": CFG, "lr": LR})) == {"config": old.get("config"), "lr": old.get("lr")}
+    if not same:
+        log(f"{name}: earlier results use another config; starting afresh")
+        return None
+    return old
+
+
+def start(name: str, **empty) -> dict:
+    res = previous(name) or {**header(), "commands": [], **empty}
+    res.update({k: v for k, v in header().items() if k not in ("command",)})
+    res["commands"] = res.get("commands") or ([res["command"]] if "command" in res else [])
+    res["commands"].append(COMMAND)
+    res["command"] = COMMAND
+    res["skipped"] = []
+    return res
 
 
 def log(msg: str) -> None:
@@ -129,21 +172,22 @@ def run_methods(pristine, tok, data, blocks, results):
     train_ex, test_ex, enc = data
     g = torch.Generator().manual_seed(0)
     lat_inputs = {k: torch.randint(100, 5000, shape, generator=g).to(DEVICE) for k, shape in CFG["latency_shapes"].items()}
-    base = fresh(pristine, "lora")
-    results["base"] = {"exact_match": em(base, tok, test_ex), "text_loss": text_loss(base, blocks),
-                       "latency_s": {k: forward_latency(base, x, CFG["latency_repeats"]) for k, x in lat_inputs.items()}}
-    log(f"base: exact match {results['base']['exact_match']:.3f}, text loss {results['base']['text_loss']:.3f}")
-    del base
-    write("methods.json", results)
+    if "base" not in results:
+        base = fresh(pristine, "lora")
+        results["base"] = {"exact_match": em(base, tok, test_ex), "text_loss": text_loss(base, blocks),
+                           "latency_s": {k: forward_latency(base, x, CFG["latency_repeats"]) for k, x in lat_inputs.items()}}
+        log(f"base: exact match {results['base']['exact_match']:.3f}, text loss {results['base']['text_loss']:.3f}")
+        del base
+        write("methods.json", results)
     kept = {}
+    done = {r["method"] for r in results["runs"]}
     order = ["lora", "full", "dora", "qlora", "adapter", "prompt", "rslora", "loraplus", "pissa"]
     if os.environ.get("ONLY"):   # e.g. ONLY=lora,prompt for a quicker smoke test
         order = [m for m in order if m in os.environ["ONLY"].split(",")]
-    per_run = None
     for method in order:
-        if per_run is not None and elapsed() + per_run * 1.3 > BUDGET * 0.55:
-            log(f"skip {method}: budget (elapsed {elapsed():.0f}s, ~{per_run:.0f}s per run)")
-            results["skipped"].append(method)
+        if method in done:
+            continue
+        if not fits(CFG["steps"], method, results["skipped"]):
             continue
         t_start = time.time()
         model = fresh(pristine, method)
@@ -163,7 +207,7 @@ def run_methods(pristine, tok, data, blocks, results):
         row["text_loss"] = text_loss(model, blocks)
         if method != "full":   # full FT's model is the base model (its latency is the base's)
             row["latency_s"] = {k: forward_latency(model, x, CFG["latency_repeats"]) for k, x in lat_inputs.items()}
-        if method in ("lora", "full"):   # kept for continual learning (2.)
+        if method in ("lora", "full"):   # kept for several adapters (2.) and continual learning (4.)
             kept[method] = model
         elif info["can_merge"] and method != "full":
             merge(model)
@@ -181,7 +225,9 @@ def run_methods(pristine, tok, data, blocks, results):
         if DEVICE == "cuda":
             torch.cuda.empty_cache()
         per_run = time.time() - t_start
+        observe(per_run, CFG["steps"])
         row["wall_seconds"] = per_run
+        row["command"] = COMMAND
         results["runs"].append(row)
         write("methods.json", results)
         log(f"{method:8s} trainable {info['trainable']:>11,}  step {step_ms:6.1f} ms  exact match "
@@ -192,22 +238,23 @@ def run_methods(pristine, tok, data, blocks, results):
 # ----------------------------------------------------------------------------- 2. several adapters
 
 def run_multi(pristine, tok, kept, blocks, results):
+    if "multi" in results:
+        return
     splits = {name: task_data(tok, name, CFG["n_train"], CFG["n_test"]) for name in ("add", "sub", "rev")}
     states, singles = {}, {}
     if "lora" in kept:
         states["add"] = lora_state(kept["lora"])
-    for name in ("add", "sub", "rev"):
-        if name in states:
-            continue
-        if elapsed() + 40 > BUDGET * 0.8:
-            log(f"skip adapter {name}: budget")
-            results["skipped"].append(f"adapter_{name}")
-            return
+    todo = [n for n in ("add", "sub", "rev") if n not in states]
+    if not fits(len(todo) * CFG["steps"], "multi", results["skipped"]):
+        return
+    for name in todo:
+        t0 = time.time()
         model, _, _ = prepare_method(fresh(pristine, "lora"), "lora", lr=LR["lora"], r=CFG["r"], alpha=CFG["alpha"])
         it = batches(splits[name][2], CFG["batch_size"], seed=0, pad_id=tok.pad_token_id)
         out = train(model, it, steps=CFG["steps"], lr=LR["lora"], warmup_steps=CFG["warmup_steps"], progress=False)
         states[name] = lora_state(model)
         singles[name] = {"exact_match": em(model, tok, splits[name][1], name), "train_seconds": out["train_seconds"]}
+        observe(time.time() - t0, CFG["steps"])
         log(f"adapter {name}: exact match {singles[name]['exact_match']:.3f}")
         del model
     names = ["add", "sub", "rev"]
@@ -254,28 +301,6 @@ def run_multi(pristine, tok, kept, blocks, results):
     log(f"multi: switched {res['switched']}  mixed {res['mixed']}  bytes {res['multi_bytes']/2**20:.0f} MiB vs "
         f"{res['separate_models_bytes']/2**20:.0f} MiB")
     del multi
-    # continual learning: keep training the addition model (LoRA / full FT) on subtraction
-    seq = {}
-    for method in ("lora", "full"):
-        if method not in kept:
-            continue
-        if elapsed() + 40 > BUDGET * 0.8:
-            log(f"skip sequential {method}: budget")
-            results["skipped"].append(f"sequential_{method}")
-            break
-        model = kept.pop(method)
-        before = {"add": em(model, tok, splits["add"][1], "add"), "sub": em(model, tok, splits["sub"][1], "sub"),
-                  "text_loss": text_loss(model, blocks)}
-        it = batches(splits["sub"][2], CFG["batch_size"], seed=1, pad_id=tok.pad_token_id)
-        train(model, it, steps=CFG["steps"], lr=LR[method], warmup_steps=CFG["warmup_steps"], progress=False)
-        after = {"add": em(model, tok, splits["add"][1], "add"), "sub": em(model, tok, splits["sub"][1], "sub"),
-                 "text_loss": text_loss(model, blocks)}
-        seq[method] = {"after_add": before, "after_add_then_sub": after}
-        log(f"sequential {method}: add {before['add']:.3f} -> {after['add']:.3f}, sub {before['sub']:.3f} -> "
-            f"{after['sub']:.3f}")
-        del model
-        results["sequential"] = seq
-        write("multi.json", results)
 
 
 # ----------------------------------------------------------------------------- 3. overfitting
@@ -287,11 +312,11 @@ def run_overfit(pristine, tok, results):
     grid = [dict(method="lora", r=4, dropout=0.0), dict(method="lora", r=64, dropout=0.0),
             dict(method="lora", r=64, dropout=0.1), dict(method="lora", r=4, dropout=0.1),
             dict(method="full", r=None, dropout=0.0), dict(method="lora", r=64, dropout=0.0, weight_decay=0.1)]
-    per_run = None
+    done = [{k: r[k] for k in g} for r in results["runs"] for g in grid if all(r.get(k) == v for k, v in g.items())]
     for g in grid:
-        if per_run is not None and elapsed() + per_run * 1.2 > BUDGET:
-            log(f"skip overfit {g}: budget")
-            results["skipped"].append(g)
+        if g in done:
+            continue
+        if not fits(CFG["overfit_steps"], g, results["skipped"]):
             continue
         t = time.time()
         method, r = g["method"], g["r"]
@@ -308,13 +333,48 @@ def run_overfit(pristine, tok, results):
                "n_train": CFG["overfit_n_train"], "steps": CFG["overfit_steps"], "evals": curve,
                "history": thin(out["history"]), "exact_match_test": em(model, tok, test_ex),
                "exact_match_train": em(model, tok, train_ex[:CFG["n_test"]])}
+        row["command"] = COMMAND
         results["runs"].append(row)
         write("overfit.json", results)
         per_run = time.time() - t
+        observe(per_run, CFG["overfit_steps"])
         log(f"overfit {g}: train loss {curve[-1]['train_loss']:.3f} test loss {curve[-1]['test_loss']:.3f} "
             f"min test {min(e['test_loss'] for e in curve):.3f}  EM train {row['exact_match_train']:.2f} "
             f"test {row['exact_match_test']:.2f} ({per_run:.0f}s)")
         del model
+
+
+# ----------------------------------------------------------------------------- 4. continual learning
+
+def run_sequential(pristine, tok, kept, blocks, results):
+    """Train on addition, then keep training the same weights on subtraction: does addition survive?"""
+    splits = {name: task_data(tok, name, CFG["n_train"], CFG["n_test"]) for name in ("add", "sub")}
+    seq = results.setdefault("sequential", {})
+    for method in ("lora", "full"):
+        if method in seq:
+            continue
+        steps = CFG["steps"] * (1 if method in kept else 2)
+        if not fits(steps, f"sequential_{method}", results["skipped"]):
+            continue
+        t0 = time.time()
+        if method in kept:
+            model = kept.pop(method)
+        else:   # the addition run of part 1 was in an earlier call: train it again (same seed)
+            model, _, _ = prepare_method(fresh(pristine, method), method, lr=LR[method], r=CFG["r"], alpha=CFG["alpha"])
+            it = batches(splits["add"][2], CFG["batch_size"], seed=0, pad_id=tok.pad_token_id)
+            train(model, it, steps=CFG["steps"], lr=LR[method], warmup_steps=CFG["warmup_steps"], progress=False)
+        before = {"add": em(model, tok, splits["add"][1], "add"), "sub": em(model, tok, splits["sub"][1], "sub"),
+                  "text_loss": text_loss(model, blocks)}
+        it = batches(splits["sub"][2], CFG["batch_size"], seed=1, pad_id=tok.pad_token_id)
+        train(model, it, steps=CFG["steps"], lr=LR[method], warmup_steps=CFG["warmup_steps"], progress=False)
+        after = {"add": em(model, tok, splits["add"][1], "add"), "sub": em(model, tok, splits["sub"][1], "sub"),
+                 "text_loss": text_loss(model, blocks)}
+        seq[method] = {"after_add": before, "after_add_then_sub": after, "command": COMMAND}
+        observe(time.time() - t0, steps)
+        log(f"sequential {method}: add {before['add']:.3f} -> {after['add']:.3f}, sub {before['sub']:.3f} -> "
+            f"{after['sub']:.3f}")
+        del model
+        write("multi.json", results)
 
 
 def main() -> int:
@@ -327,12 +387,14 @@ def main() -> int:
     log(f"general text: {len(blocks)} held-out blocks of {CFG['text_block_len']} tokens "
         f"({corpus['info']['heldout_files']} stdlib files)")
     data = task_data(tok, "add", CFG["n_train"], CFG["n_test"])
-    methods = {**header(), "text": {**corpus["info"], "blocks": len(blocks)}, "runs": [], "skipped": []}
+    methods = start("methods.json", runs=[])
+    methods["text"] = {**corpus["info"], "blocks": len(blocks)}
     kept = run_methods(pristine, tok, data, blocks, methods)
-    multi = {**header(), "skipped": []}
+    multi = start("multi.json")
     run_multi(pristine, tok, kept, blocks, multi)
-    overfit = {**header(), "runs": [], "skipped": []}
+    overfit = start("overfit.json", runs=[])
     run_overfit(pristine, tok, overfit)
+    run_sequential(pristine, tok, kept, blocks, multi)
     for name, obj in [("methods.json", methods), ("multi.json", multi), ("overfit.json", overfit)]:
         obj["finished_at_s"] = elapsed()
         write(name, obj)
