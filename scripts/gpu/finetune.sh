@@ -69,7 +69,7 @@ for method, lr in order:
         torch.cuda.empty_cache()
     res = finetune(model, tok, method=method, lr=lr, rank=16, alpha=32, steps=steps, batch_size=batch,
                    digits=digits, n_train=n_train, n_test=n_test, n_val=n_val, warmup_steps=steps // 10,
-                   eval_every=max(1, steps // 6), seed=0, out=Path("runs/finetune_gpu") / f"{method}_lr{lr:g}",
+                   eval_every=max(1, steps // 3), seed=0, out=Path("runs/finetune_gpu") / f"{method}_lr{lr:g}",
                    merge_check=method == "lora", progress=False)
     print(summary(res), f"\nvalidation exact match: {100 * res['exact_match_val']:.1f}%\n", flush=True)
     record["runs"].append(res)
