@@ -114,8 +114,8 @@ def can_use(layer: nn.Module, x: torch.Tensor) -> bool:
         return False
     if x.dtype != w.dtype or not x.is_floating_point() or x.shape[-1] != layer.in_features:
         return False
-    if torch.is_autocast_enabled(x.device.type):
-        return False
+    if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
+        return False                                # (autocast has no "meta" device to ask about)
     return True
 
 
