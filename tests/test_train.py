@@ -1,6 +1,7 @@
 """lora_mini.train: the schedule, the answer-only loss, the loop (LoRA and full), checkpoints."""
 import copy
 import json
+import os
 
 import pytest
 import torch
@@ -136,3 +137,14 @@ def test_finetune_job_end_to_end(smollm, tmp_path):
     assert saved["trainable_params"] == res["trainable_params"] and (tmp_path / "plot.png").is_file()
     assert res["adapter_bytes"] > 0 and "exact match" in summary(res)
     load_adapter(copy.deepcopy(model), tmp_path / "adapter")       # the adapter loads into a fresh model
+
+
+def test_cpu_threads_uses_free_cores_or_omp_num_threads(monkeypatch):
+    from lora_mini.train import cpu_threads
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert cpu_threads() == (os.cpu_count() or 1)                   # idle: every core
+    monkeypatch.setattr(os, "getloadavg", lambda: (50.0, 50.0, 50.0))
+    assert cpu_threads() == 1                                        # busy: one thread
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cpu_threads() == 3
