@@ -12,7 +12,9 @@ Order (by priority; a run starts only if the time budget leaves room for it):
                served from one base: switched per call and mixed per row; memory
   3. overfit   300 training examples: train vs held-out answer loss across rank and dropout
   4. sequential fine-tuning add -> sub with one LoRA and with full FT (continual learning)
-SMOKE=1 shrinks everything for a CPU check (a few steps, tiny splits).
+SMOKE=1 shrinks everything for a CPU check (a few steps, tiny splits). PARTS=methods,overfit (a
+comma list of methods, multi, overfit, sequential) runs only some parts, e.g. one part per GPU in
+parallel (each part writes its own JSON; multi and sequential share multi.json: not both at once).
 """
 from __future__ import annotations
 
@@ -59,7 +61,7 @@ def elapsed() -> float:
     return time.time() - T0
 
 
-SEC_PER_STEP = [0.3 if DEVICE == "cuda" else 60.0]   # updated from every run (slowest seen)
+SEC_PER_STEP = [0.3 if DEVICE == "cuda" else 60.0]   # a first guess, then the latest run's
 
 
 def fits(steps: int, what, skipped: list) -> bool:
@@ -73,7 +75,8 @@ def fits(steps: int, what, skipped: list) -> bool:
 
 
 def observe(seconds: float, steps: int) -> None:
-    SEC_PER_STEP[0] = max(SEC_PER_STEP[0] if SEC_PER_STEP[0] < 1e3 else 0, seconds / steps)
+    """Remember the wall time per step (training + evals) of the latest run."""
+    SEC_PER_STEP[0] = seconds / steps
 
 
 def previous(name: str) -> dict | None:
@@ -90,9 +93,12 @@ def previous(name: str) -> dict | None:
 
 
 def start(name: str, **empty) -> dict:
-    res = previous(name) or {**header(), "commands": [], **empty}
-    res.update({k: v for k, v in header().items() if k not in ("command",)})
-    res["commands"] = res.get("commands") or ([res["command"]] if "command" in res else [])
+    res = previous(name)
+    if res is None:
+        res = {**header(), **empty, "commands": []}
+    else:   # files from before "commands" existed hold one "command"
+        res["commands"] = res.get("commands") or [res["command"]]
+    res.update({k: v for k, v in header().items() if k != "command"})
     res["commands"].append(COMMAND)
     res["command"] = COMMAND
     res["skipped"] = []
@@ -387,15 +393,25 @@ def main() -> int:
     log(f"general text: {len(blocks)} held-out blocks of {CFG['text_block_len']} tokens "
         f"({corpus['info']['heldout_files']} stdlib files)")
     data = task_data(tok, "add", CFG["n_train"], CFG["n_test"])
-    methods = start("methods.json", runs=[])
-    methods["text"] = {**corpus["info"], "blocks": len(blocks)}
-    kept = run_methods(pristine, tok, data, blocks, methods)
-    multi = start("multi.json")
-    run_multi(pristine, tok, kept, blocks, multi)
-    overfit = start("overfit.json", runs=[])
-    run_overfit(pristine, tok, overfit)
-    run_sequential(pristine, tok, kept, blocks, multi)
-    for name, obj in [("methods.json", methods), ("multi.json", multi), ("overfit.json", overfit)]:
+    parts = os.environ.get("PARTS", "methods,multi,overfit,sequential").split(",")
+    written, kept = [], {}
+    if "methods" in parts:
+        methods = start("methods.json", runs=[])
+        methods["text"] = {**corpus["info"], "blocks": len(blocks)}
+        kept = run_methods(pristine, tok, data, blocks, methods)
+        written.append(("methods.json", methods))
+    if "multi" in parts or "sequential" in parts:
+        multi = start("multi.json")
+        if "multi" in parts:
+            run_multi(pristine, tok, kept, blocks, multi)
+        written.append(("multi.json", multi))
+    if "overfit" in parts:
+        overfit = start("overfit.json", runs=[])
+        run_overfit(pristine, tok, overfit)
+        written.append(("overfit.json", overfit))
+    if "sequential" in parts:
+        run_sequential(pristine, tok, kept, blocks, multi)
+    for name, obj in written:
         obj["finished_at_s"] = elapsed()
         write(name, obj)
     log("done")
