@@ -23,6 +23,8 @@ smtpd), so that 3.11 and 3.12 draw from nearly the same set of modules.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import sys
 import sysconfig
 from pathlib import Path
@@ -113,9 +115,9 @@ def build_corpus(tokenizer=None, root: str | Path | None = None, heldout_percent
     tok_id = _tokenizer_id(tokenizer)
     key = hashlib.sha1(repr((sorted(splits.items()), tok_id, heldout_percent,
                              sys.version_info[:2])).encode()).hexdigest()[:16]
-    cache = Path(cache_dir) / f"stdlib_{key}.pt" if cache_dir is not None else None
+    cache = Path(cache_dir) / f"stdlib_{key}.safetensors" if cache_dir is not None else None
     if cache is not None and cache.is_file():
-        return torch.load(cache)
+        return _load_cache(cache)
     sep = separator_id(tokenizer)
     out, info = {}, {"source": "python-stdlib", "python": ".".join(map(str, sys.version_info[:3])),
                      "root": str(root), "heldout_percent": heldout_percent, "max_files": max_files,
@@ -134,8 +136,24 @@ def build_corpus(tokenizer=None, root: str | Path | None = None, heldout_percent
         info[f"{name}_sha1"] = hashlib.sha1(out[name].numpy().tobytes()).hexdigest()[:12]
     out["info"] = info
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(out, cache)
+        _save_cache(cache, out)
+    return out
+
+
+def _save_cache(path: Path, corpus: dict) -> None:
+    """Write token streams as safetensors (info as metadata), atomically: safe with parallel tests."""
+    from safetensors.torch import save_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    save_file({k: corpus[k] for k in ("train", "heldout")}, str(tmp), metadata={"info": json.dumps(corpus["info"])})
+    os.replace(tmp, path)
+
+
+def _load_cache(path: Path) -> dict:
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        out = {k: f.get_tensor(k) for k in ("train", "heldout")}
+        out["info"] = json.loads(f.metadata()["info"])
     return out
 
 
