@@ -45,11 +45,16 @@ class AnswerLoss(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, attention_mask, labels):
+    def forward(self, input_ids, attention_mask, labels, static: bool = False):
         body, head = self.model.base_model, self.model.get_output_embeddings()
         h = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, d)
         targets = labels[:, 1:]                        # position t predicts token t+1
         keep = targets != IGNORE                       # (B, T-1)
+        if static:   # fixed shapes for CUDA graphs: the head on every position, unlabelled ones ignored
+            logits = head(h[:, :-1])                   # (B, T-1, vocab)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE,
+                                   reduction="sum")
+            return loss, keep.sum()
         logits = head(h[:, :-1][keep])                 # (N, vocab), N = answer tokens
         loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
         return loss, keep.sum()
@@ -157,7 +162,7 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
           optimizer=None, eval_fn=None, eval_every: int = 0, log_every: int = 10,
           checkpoint_dir=None, checkpoint_every: int = 0, resume: bool = False,
           progress: bool = True, amp: bool | None = None, comm_hook: bool = True,
-          stop_at: int | None = None) -> dict:
+          stop_at: int | None = None, cuda_graph: bool = False, pad_to: int | None = None) -> dict:
     """Train every parameter with requires_grad for `steps` steps; returns a dict of results.
 
     batches: iterator of {"input_ids", "attention_mask", "labels"} (B, T) (this rank's slice).
@@ -167,9 +172,16 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
     continues from it (the iterator is fast-forwarded, so the data order is unchanged).
     stop_at: stop after this step as if interrupted (checkpoint first); the schedule still
     follows `steps`, so a resumed run ends exactly where an uninterrupted one would.
-    amp: bf16 autocast (default: on for CUDA). Returns {"history", "evals", "train_seconds",
-    "tokens", "tokens_per_s", "peak_mem_gib", "steps", "comm_bytes_per_step", "world_size"}.
+    amp: bf16 autocast (default: on for CUDA when the frozen or trainable weights the forward
+    uses are float32; off when the base is already bf16, so LoRA's fast path runs).
+    cuda_graph: after 3 eager warm-up steps, replay each step from a CUDA graph (graphs.py);
+    needs one process on CUDA and right-padded batches, padded here to pad_to tokens (default:
+    the first batch's length); falls back to eager if capture fails (see "step_mode").
+    Returns {"history", "evals" (each with "train_seconds" so far), "train_seconds", "tokens",
+    "tokens_per_s", "peak_mem_gib", "steps", "comm_bytes_per_step", "world_size", "amp",
+    "step_mode", "graph_error"}.
     """
+    from .graphs import GraphedStep, make_adamw, right_padded, set_lr, get_lr
     from tqdm.auto import tqdm
 
     if steps < 1 or lr <= 0:
@@ -179,12 +191,18 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
     if not params:
         raise ValueError("train: the model has no trainable parameters (requires_grad=False everywhere)")
     device = params[0].device
-    amp = device.type == "cuda" if amp is None else amp
+    if amp is None:     # autocast only if some weight the forward multiplies by is float32
+        lora_masters = {id(p) for n, p in model.named_parameters() if ".lora_" in n}
+        amp = device.type == "cuda" and any(p.dtype == torch.float32 for p in model.parameters()
+                                            if id(p) not in lora_masters and p.dim() > 1)
     rank, world = dist_info()
     main_rank = rank == 0
+    if cuda_graph and (device.type != "cuda" or world > 1):
+        raise ValueError("cuda_graph=True needs one process on a CUDA device; use cuda_graph=False "
+                         f"(device={device.type}, world size={world})")
     if optimizer is None:
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
+        optimizer = make_adamw(params, lr, weight_decay, graphs=cuda_graph)
+    base_lrs = [get_lr(g) for g in optimizer.param_groups]
 
     loss_module = AnswerLoss(model)
     comm = {"bytes": 0}
@@ -206,7 +224,7 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
         if eval_fn is not None and main_rank:
             was = model.training
             model.eval()
-            state["evals"].append({"step": step, **eval_fn(model)})
+            state["evals"].append({"step": step, "train_seconds": state["train_seconds"], **eval_fn(model)})
             model.train(was)
         if world > 1:
             torch.distributed.barrier()
@@ -242,19 +260,15 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
         state["tokens"] += int(tokens.item())
         tokens.zero_()
 
-    t0 = time.perf_counter()
-    end = steps if stop_at is None else min(stop_at, steps)
-    for step in range(state["step"], end):
-        for g, base in zip(optimizer.param_groups, base_lrs):
-            g["lr"] = base * lr_factor(step, steps, warmup_steps, schedule)
-        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
-        n_tokens = batch["attention_mask"].sum()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss_sum, n_labels = loss_module(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    def step_fn(batch):
+        """One training step (forward, backward, clip, AdamW); returns the mean loss (detached)."""
+        # autocast's weight cache must be off inside a CUDA graph (the casts are recorded instead)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=not cuda_graph):
+            loss_sum, n_labels = loss_module(batch["input_ids"], batch.get("attention_mask"), batch["labels"],
+                                             **({"static": True} if cuda_graph else {}))
         if world > 1:   # mean over the global batch's answer tokens, as one process would compute
-            counts = torch.stack([n_labels, n_tokens]).float()
-            torch.distributed.all_reduce(counts)
-            n_labels, n_tokens = counts[0], counts[1]
+            n_labels = n_labels.float()
+            torch.distributed.all_reduce(n_labels)
             loss = loss_sum * world / n_labels                 # DDP averages gradients over ranks
             mean = loss_sum.detach() / n_labels
             torch.distributed.all_reduce(mean)
@@ -265,7 +279,38 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
         if grad_clip:
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        return mean
+
+    graphed = GraphedStep(step_fn, optimizer, warmup=3) if cuda_graph else None
+
+    def fixed_shape(batch):
+        """Right-padded (B, T) CPU batch -> (B, pad_to) without attention_mask (causal + right padding)."""
+        nonlocal pad_to
+        if not right_padded(batch["attention_mask"]):
+            raise ValueError("cuda_graph=True needs right-padded batches (tasks.batches pads on the right)")
+        T = batch["input_ids"].shape[1]
+        pad_to = pad_to or T
+        if T > pad_to:
+            raise ValueError(f"a batch has {T} tokens, more than pad_to={pad_to}; pass a larger pad_to")
+        return {"input_ids": F.pad(batch["input_ids"], (0, pad_to - T), value=0),
+                "labels": F.pad(batch["labels"], (0, pad_to - T), value=IGNORE)}
+
+    t0 = time.perf_counter()
+    end = steps if stop_at is None else min(stop_at, steps)
+    for step in range(state["step"], end):
+        for g, base in zip(optimizer.param_groups, base_lrs):
+            set_lr(g, base * lr_factor(step, steps, warmup_steps, schedule))
+        cpu_batch = next(batches)
+        n_tokens = cpu_batch["attention_mask"].sum().to(device, non_blocking=True)
+        if graphed is not None:
+            batch = {k: v.to(device, non_blocking=True) for k, v in fixed_shape(cpu_batch).items()}
+            mean = graphed(batch)
+        else:
+            batch = {k: v.to(device, non_blocking=True) for k, v in cpu_batch.items()}
+            mean = step_fn(batch)
+            optimizer.zero_grad(set_to_none=True)
+        if world > 1:
+            torch.distributed.all_reduce(n_tokens)
         losses[step] = mean
         tokens += n_tokens.long()
         state["step"] = step + 1
@@ -298,7 +343,9 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
             "train_seconds": secs, "tokens": state["tokens"],
             "tokens_per_s": state["tokens"] / secs if secs > 0 else float("nan"),
             "peak_mem_gib": peak_memory_gib(device), "world_size": world,
-            "comm_bytes_per_step": comm["bytes"] / max(1, end - start)}
+            "comm_bytes_per_step": comm["bytes"] / max(1, end - start), "amp": amp,
+            "step_mode": graphed.mode if graphed is not None else "eager",
+            "graph_error": graphed.error if graphed is not None else None}
 
 
 # ----------------------------------------------------------------------------- the finetune job
@@ -338,12 +385,14 @@ def finetune(model, tokenizer, *, method="lora", rank=16, alpha=32.0, targets="a
              lr=None, steps=None, batch_size=None, digits=None, n_train=None, n_test=None,
              warmup_steps=None, eval_every=None, schedule="cosine", seed=0, out=None,
              checkpoint_every=0, resume=False, progress=True, merge_check=True, eval_batch_size=64,
-             n_val=0) -> dict:
+             n_val=0, cuda_graph=None) -> dict:
     """Fine-tune `model` (changed in place) on additions; returns a results dict (JSON-ready).
 
     method "lora": apply_lora(model, targets, rank, alpha) then train A, B; "full": train all.
     n_val > 0 holds out that many training pairs as a validation split (for choosing the LR).
-    Unset options come from preset(device). With out=DIR (rank 0): DIR/results.json,
+    cuda_graph: replay training steps from a CUDA graph (default: on for one CUDA process; batches
+    are then padded to the longest training example). Unset options come from preset(device).
+    With out=DIR (rank 0): DIR/results.json,
     DIR/adapter/ (LoRA), DIR/plot.png, and with checkpoint_every > 0 DIR/checkpoint/ (resumable).
     """
     from .inject import apply_lora, count_parameters
@@ -382,10 +431,13 @@ def finetune(model, tokenizer, *, method="lora", rank=16, alpha=32.0, targets="a
     it = batches(enc, cfg["batch_size"], seed=seed, pad_id=tokenizer.pad_token_id, rank=rank_, world_size=world)
     # a resumable checkpoint (trainable weights + AdamW state) only when asked: for full FT it is ~1.6 GB
     ckpt = Path(out) / "checkpoint" if out is not None and (checkpoint_every or resume) else None
+    if cuda_graph is None:
+        cuda_graph = device.type == "cuda" and world == 1
     result = train(model, it, steps=cfg["steps"], lr=lr, warmup_steps=cfg["warmup_steps"], schedule=schedule,
                    eval_fn=lambda m: {"exact_match": evaluate(m)["exact_match"]},
                    eval_every=cfg["eval_every"], checkpoint_dir=ckpt, checkpoint_every=checkpoint_every,
-                   resume=resume, progress=progress)
+                   resume=resume, progress=progress, cuda_graph=cuda_graph,
+                   pad_to=max(len(e["input_ids"]) for e in enc) if cuda_graph else None)
     res = {"method": method, "lr": lr, "steps": cfg["steps"], "batch_size": cfg["batch_size"],
            "digits": list(task.digits), "n_train": cfg["n_train"], "n_test": cfg["n_test"], "seed": seed,
            "schedule": schedule, "warmup_steps": cfg["warmup_steps"],
@@ -472,6 +524,8 @@ def summary(res: dict) -> str:
              f"  ({res['n_test']} held-out sums, {res['digits'][0]}-{res['digits'][1]} digits)",
              f"train time: {res['train_seconds']:.1f} s   tokens/s: {res['tokens_per_s']:,.0f}   "
              f"peak memory: {res['peak_mem_gib']:.2f} GiB"]
+    if res.get("step_mode", "eager") != "eager":
+        lines.append(f"steps: {res['step_mode']}" + (f" ({res['graph_error']})" if res.get("graph_error") else ""))
     if res.get("adapter_bytes") is not None:
         lines.append(f"adapter on disk: {res['adapter_bytes'] / 2**20:.2f} MiB")
     else:
@@ -511,6 +565,8 @@ def add_arguments(p) -> None:
     p.add_argument("--checkpoint-every", type=int, default=0, help="save OUT/checkpoint every N steps (0: never)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--cuda-graph", choices=["auto", "on", "off"], default="auto",
+                   help="replay training steps from a CUDA graph (auto: on for one CUDA process)")
 
 
 def setup_distributed(device: str) -> str:
@@ -547,7 +603,8 @@ def main(args) -> int:
                    lr=args.lr, steps=args.steps, batch_size=args.batch_size, digits=digits,
                    n_train=args.n_train, n_test=args.n_test, warmup_steps=args.warmup,
                    eval_every=args.eval_every, schedule=args.schedule, seed=args.seed, out=args.out,
-                   checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.no_progress)
+                   checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.no_progress,
+                   cuda_graph={"auto": None, "on": True, "off": False}[getattr(args, "cuda_graph", "auto")])
     if dist_info()[0] == 0:
         res["load_seconds"] = load_s
         print(summary(res))
