@@ -4,10 +4,15 @@ Same model, same inputs, same loss (causal LM loss over all tokens), same AdamW,
 after warm-up; eager and torch.compile'd. Per configuration: step time (median), tokens/s, peak
 memory, and the ratios to full fine-tuning at the same shape and mode.
 
-    methods   full           every parameter trains (bf16 weights on a GPU)
-              peft           PEFT LoRA with its defaults (r, α, "all-linear", fp32 adapters)
-              lora_mini      apply_lora(...) with the fast path (lora_mini/fast.py)
-              lora_mini_ref  the same layers with the fast path off (the straightforward forward)
+    methods   full              every parameter trains (bf16 weights on a GPU)
+              peft              PEFT LoRA with its defaults (r, α, "all-linear", fp32 adapters)
+              lora_mini         apply_lora(...) with the fast path (lora_mini/fast.py)
+              lora_mini_nosplit the fast path without split-K weight-gradient reductions
+              lora_mini_ref     the same layers with the fast path off (the straightforward forward)
+    modes     eager             plain PyTorch: Python launches every kernel
+              graphed           the whole step (forward, backward, AdamW) replayed from a CUDA
+                                graph (lora_mini/graphs.py): the GPU's own time, no Python (GPU only)
+              compiled          torch.compile (inductor)
 
 Peak memory: torch.cuda.max_memory_allocated on a GPU. On a CPU there is no allocator counter,
 so we report an estimate: parameters + gradients + optimizer state + tensors saved for backward
@@ -28,11 +33,12 @@ from pathlib import Path
 import torch
 
 from . import fast
+from .graphs import GraphedStep, make_adamw
 from .inject import apply_lora
 from .models import DEFAULT_MODEL, load_model, tiny_model
 
-METHODS = ("full", "peft", "lora_mini", "lora_mini_ref")
-MODES = ("eager", "compiled")
+METHODS = ("full", "peft", "lora_mini", "lora_mini_nosplit", "lora_mini_ref")
+MODES = ("eager", "graphed", "compiled")
 GIB = 2 ** 30
 
 
@@ -83,7 +89,7 @@ def build(base_model, method: str, r: int, alpha: float, device):
     if method == "full":
         for p in model.parameters():
             p.requires_grad_(True)
-    elif method in ("lora_mini", "lora_mini_ref"):
+    elif method in ("lora_mini", "lora_mini_nosplit", "lora_mini_ref"):
         apply_lora(model, "all-linear", r=r, alpha=alpha)
     elif method == "peft":
         from peft import LoraConfig, get_peft_model
@@ -122,30 +128,52 @@ def _tensor_bytes(tensors) -> int:
 def run_one(base_model, method, mode, batch, seq, args, device) -> dict:
     """Time one (method, mode, shape) configuration. Raises on failure (the caller records it)."""
     row = {"method": method, "mode": mode, "batch": batch, "seq": seq, "shape": f"{batch}x{seq}"}
-    model = opt = fwd = None
+    model = opt = fwd = graphed = None
     t0 = time.perf_counter()
+    split_before = fast.SPLIT_ROWS
     try:
+        if mode == "graphed" and device.type != "cuda":
+            raise ValueError("mode 'graphed' (CUDA graphs) needs a GPU; use --modes eager on CPU")
+        if method == "lora_mini_nosplit":
+            fast.SPLIT_ROWS = 0
         with fast.fast_path(method != "lora_mini_ref"):
             model, params = build(base_model, method, args.rank, args.alpha, device)
             row["trainable_params"] = sum(p.numel() for p in params)
             fused = device.type == "cuda"
-            opt = torch.optim.AdamW(params, lr=1e-5, fused=True) if fused else torch.optim.AdamW(params, lr=1e-5)
-            row["optimizer"] = "AdamW(fused)" if fused else "AdamW(foreach)"
+            opt = make_adamw(params, 1e-5, graphs=mode == "graphed")
+            row["optimizer"] = ("AdamW(fused, capturable)" if mode == "graphed" else
+                                "AdamW(fused)" if fused else "AdamW(foreach)")
             g = torch.Generator().manual_seed(args.seed)
             ids = torch.randint(0, base_model.config.vocab_size, (batch, seq), generator=g).to(device)
             fwd = torch.compile(model, backend=args.compile_backend) if mode == "compiled" else model
 
-            def step():
-                loss = fwd(input_ids=ids, labels=ids).loss
+            def step_fn(inputs):
+                loss = fwd(input_ids=inputs["ids"], labels=inputs["ids"]).loss
                 loss.backward()
                 opt.step()
-                opt.zero_grad(set_to_none=True)
                 return loss.detach()
 
-            for i in range(args.warmup):
+            if mode == "graphed":
+                graphed = GraphedStep(step_fn, opt, warmup=args.warmup)
+
+                def step():
+                    out = graphed({"ids": ids})
+                    if graphed.error:
+                        raise RuntimeError(f"CUDA graph capture failed: {graphed.error}")
+                    return out
+            else:
+                def step():
+                    loss = step_fn({"ids": ids})
+                    opt.zero_grad(set_to_none=True)
+                    return loss
+
+            # graphed: `warmup` eager steps, then one that captures the graph and replays it
+            for i in range(args.warmup + (mode == "graphed")):
                 loss = step()
                 if i == 0:
                     row["loss_first"] = round(float(loss), 4)
+            if graphed is not None:
+                row["capture_s"] = round(graphed.capture_seconds, 2)
             _sync(device)
             row["warmup_s"] = round(time.perf_counter() - t0, 2)
             gc.collect()
@@ -173,7 +201,8 @@ def run_one(base_model, method, mode, batch, seq, args, device) -> dict:
                                   + _tensor_bytes([v for s in opt.state.values() for v in s.values()]))
                     row["peak_mem_gib"] = (saved + persistent) / GIB
     finally:
-        del model, opt, fwd
+        fast.SPLIT_ROWS = split_before
+        del model, opt, fwd, graphed
         if mode == "compiled":
             torch._dynamo.reset()
         gc.collect()
@@ -243,21 +272,26 @@ def check_targets(rows: list[dict], method: str = "lora_mini") -> list[dict]:
 
 
 def plan(shapes, modes, methods) -> list[tuple]:
-    """Order of work, most important first (a time budget cuts from the end): every eager run
-    (cheap), then compiled full FT and lora_mini at each shape, then compiled ref and PEFT."""
+    """Order of work, most important first (a time budget cuts from the end): every eager and
+    CUDA-graph run (cheap), then compiled full FT and lora_mini at each shape, then compiled
+    PEFT, straightforward and no-split LoRA."""
+    order = ("full", "lora_mini", "peft", "lora_mini_ref", "lora_mini_nosplit")
+
     def key(job):
         m, mode, b, t = job
-        tier = 0 if mode == "eager" else 1 if m in ("full", "lora_mini") else 2
-        return (tier, shapes.index((b, t)), ("full", "lora_mini", "lora_mini_ref", "peft").index(m))
+        tier = 0 if mode != "compiled" else 1 if m in ("full", "lora_mini") else 2
+        return (tier, MODES.index(mode), shapes.index((b, t)), order.index(m))
     return sorted(((m, mode, b, t) for mode in modes for (b, t) in shapes for m in methods), key=key)
 
 
 def command_line(args) -> str:
     parts = ["python -m lora_mini bench"]
     for key in ("model", "device", "dtype", "shapes", "methods", "modes", "rank", "alpha", "steps",
-                "warmup", "budget_s", "compile_backend", "out", "plot"):
+                "warmup", "budget_s", "compile_backend", "out", "plot", "append"):
         v = getattr(args, key, None)
-        if v is not None and v is not False:
+        if v is True:
+            parts.append(f"--{key.replace('_', '-')}")
+        elif v is not None and v is not False:
             parts.append(f"--{key.replace('_', '-')} {v}")
     return " ".join(parts)
 
@@ -273,7 +307,7 @@ def bench(args, base=None) -> dict:
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, None: None}[args.dtype] or (
         torch.bfloat16 if device.type == "cuda" else torch.float32)
     shapes = parse_shapes(args.shapes or ("16x1024,1x256" if device.type == "cuda" else "1x64,1x16"))
-    modes = [m.strip() for m in (args.modes or ("eager,compiled" if device.type == "cuda" else "eager")).split(",")]
+    modes = [m.strip() for m in (args.modes or ("eager,graphed,compiled" if device.type == "cuda" else "eager")).split(",")]
     if args.no_compile:
         modes = [m for m in modes if m != "compiled"]
     methods = [m.strip() for m in args.methods.split(",")]
@@ -282,7 +316,7 @@ def bench(args, base=None) -> dict:
             raise ValueError(f"unknown method {m!r} in --methods; choose from {','.join(METHODS)}")
     for m in modes:
         if m not in MODES:
-            raise ValueError(f"unknown mode {m!r} in --modes; choose from eager,compiled")
+            raise ValueError(f"unknown mode {m!r} in --modes; choose from {','.join(MODES)}")
     if "peft" in methods:
         try:
             import peft  # noqa: F401
@@ -300,7 +334,7 @@ def bench(args, base=None) -> dict:
     work = plan(shapes, modes, methods)
     for method, mode, b, t in tqdm(work, desc="bench", disable=args.quiet):
         elapsed = time.perf_counter() - t_start
-        guess = max(took.get(mode, [10.0 if mode == "eager" else 60.0]))
+        guess = max(took.get(mode, [60.0 if mode == "compiled" else 10.0]))
         if args.budget_s and elapsed + guess > args.budget_s:
             rows.append({"method": method, "mode": mode, "batch": b, "seq": t, "shape": f"{b}x{t}",
                          "skipped": f"time budget ({args.budget_s} s) would be exceeded"})
@@ -345,8 +379,29 @@ def bench(args, base=None) -> dict:
     return result
 
 
+def merge_results(old: dict, new: dict) -> dict:
+    """new's rows added to old's (a row of new replaces old's row of the same method, mode and shape).
+
+    For a benchmark run in several sessions on the same machine type (e.g. eager and graphed in one,
+    compiled in another); every command stays listed under "commands". Ratios are only ever taken
+    within one (shape, mode), so each ratio still compares two runs of the same session.
+    """
+    for key in ("model", "dtype", "rank", "alpha", "device"):
+        if old.get(key) != new.get(key):
+            raise ValueError(f"--append: {key} differs ({old.get(key)!r} in the file, {new.get(key)!r} now); "
+                             "write to another --out instead")
+    key = lambda r: (r["method"], r["mode"], r["shape"])   # noqa: E731
+    fresh = {key(r) for r in new["results"]}
+    rows = [r for r in old["results"] if key(r) not in fresh] + new["results"]
+    add_ratios(rows)
+    merged = {**new, "results": rows, "targets": check_targets(rows),
+              "commands": old.get("commands", [old.get("command")]) + [new["command"]],
+              "wall_s": round(old.get("wall_s", 0) + new["wall_s"], 1)}
+    return merged
+
+
 def summary_line(r: dict) -> str:
-    head = f"{r['shape']:>8} {r['mode']:<8} {r['method']:<14}"
+    head = f"{r['shape']:>8} {r['mode']:<8} {r['method']:<17}"
     if "error" in r:
         return f"{head} ERROR {r['error'][:120]}"
     if "skipped" in r:
@@ -370,10 +425,13 @@ def plot(result: dict, path=None, title: str | None = None):
 
     rows = [r for r in result["results"] if "time_ratio" in r]
     groups = sorted({(r["batch"] * r["seq"], r["shape"], r["mode"]) for r in rows}, key=lambda g: (-g[0], g[2]))
-    methods = [m for m in ("full", "peft", "lora_mini_ref", "lora_mini") if any(r["method"] == m for r in rows)]
+    methods = [m for m in ("full", "peft", "lora_mini_ref", "lora_mini_nosplit", "lora_mini")
+               if any(r["method"] == m for r in rows)]
     names = {"full": "full FT", "peft": "PEFT LoRA", "lora_mini_ref": "lora_mini (straightforward)",
+             "lora_mini_nosplit": "lora_mini (fast, no split-K)",
              "lora_mini": "lora_mini (fast path)"}
-    colors = {"full": "0.55", "peft": "tab:orange", "lora_mini_ref": "tab:blue", "lora_mini": "tab:green"}
+    colors = {"full": "0.55", "peft": "tab:orange", "lora_mini_ref": "tab:blue", "lora_mini_nosplit": "tab:olive",
+              "lora_mini": "tab:green"}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     width = 0.8 / max(len(methods), 1)
     for ax, key, label, targets in ((axes[0], "time_ratio", "step time / full FT", (0.85,)),
@@ -412,7 +470,7 @@ def add_arguments(p) -> None:
     p.add_argument("--dtype", choices=["bf16", "fp32"], default=None, help="weights (default: bf16 on GPU, fp32 on CPU)")
     p.add_argument("--shapes", default=None, help="BATCHxSEQ list (default: 16x1024,1x256 on GPU, 1x64,1x16 on CPU)")
     p.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
-    p.add_argument("--modes", default=None, help="eager,compiled (default on CPU: eager)")
+    p.add_argument("--modes", default=None, help="eager,graphed,compiled (default; on CPU: eager)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile runs")
     p.add_argument("--compile-backend", default="inductor", help="torch.compile backend (default inductor)")
     p.add_argument("--rank", type=int, default=16)
@@ -423,6 +481,8 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="JSON path (default figures/bench_<gpu|cpu>.json)")
     p.add_argument("--plot", default=None, help="PNG path (default: the JSON path with .png)")
+    p.add_argument("--append", action="store_true",
+                   help="add to the JSON at --out (same model, device, rank): rows of the same method/mode/shape are replaced")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -435,6 +495,8 @@ def main(args) -> int:
     args.out = args.out or f"figures/bench_{'gpu' if gpu else 'cpu'}.json"
     args.plot = args.plot or str(Path(args.out).with_suffix(".png"))
     result = bench(args)
+    if args.append and Path(args.out).is_file():
+        result = merge_results(json.loads(Path(args.out).read_text()), result)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     try:

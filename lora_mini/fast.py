@@ -12,8 +12,8 @@ Here one autograd Function does the whole layer:
                y  = x W'ᵀ + b             the base GEMM, unchanged in cost
                hs = x (s·A)ᵀ              (N × r), saved; x is saved too (full FT saves it as well)
     backward   [gx | s·gB] = g [W' | s·B] one GEMM gives grad_x = g W + s (g B) A and s·g B
-               grad_A = (s·gB)ᵀ x          (r × in)
-               grad_B = gᵀ hs              (out × r);   no grad for W
+               grad_A = (s·gB)ᵀ x          (r × in)    sums over N tokens: split into chunks
+               grad_B = gᵀ hs              (out × r)   for large N (tn_matmul); no grad for W
 
 W' is merged on the fly from the frozen W and the float32 masters A, B: the same maths as
 W x + s·B(A x), rounded once instead of at each step. Nothing of size (N × out) is saved
@@ -35,6 +35,31 @@ except ImportError:  # pragma: no cover
     Conv1D = None
 
 ENABLED = os.environ.get("LORA_MINI_FAST", "1").strip().lower() not in ("0", "false", "no", "off")
+
+# grad_A = (s·gB)ᵀ x and grad_B = gᵀ hs are reductions over all N tokens with a tiny (r × in,
+# out × r) result. One GEMM gives the GPU only a few output tiles, each looping over N rows, so
+# for large N we split the rows into chunks of about SPLIT_ROWS, multiply the chunks in one
+# batched GEMM and add the partial products in float32 ("split-K"). 0 turns splitting off;
+# CPUs never split (their BLAS threads already divide the work).
+SPLIT_ROWS = int(os.environ.get("LORA_MINI_SPLIT_ROWS", "2048"))
+
+
+def tn_matmul(a: torch.Tensor, b: torch.Tensor, split_rows: int | None = None) -> torch.Tensor:
+    """aᵀ b in float32 for a: N × m, b: N × n (a sum over N rows; m or n is small).
+
+    With N ≥ 2·split_rows on a GPU: S = N // split_rows chunks in one bmm, partial sums added in fp32.
+    """
+    rows = SPLIT_ROWS if split_rows is None else split_rows
+    N = a.shape[0]
+    S = N // rows if rows > 0 and (a.device.type == "cuda" or split_rows is not None) else 1
+    if S < 2:
+        return (a.t() @ b).float()
+    k = N // S
+    head = torch.bmm(a[:S * k].view(S, k, a.shape[1]).transpose(1, 2),
+                     b[:S * k].view(S, k, b.shape[1])).sum(0, dtype=torch.float32)   # m × n
+    if S * k < N:                                                                    # leftover rows
+        head = head + (a[S * k:].t() @ b[S * k:]).float()
+    return head
 
 
 @contextlib.contextmanager
@@ -82,9 +107,9 @@ class LoRALinearFunction(torch.autograd.Function):
         elif need_A:
             sgB = g2 @ (B_ * s)                                 # N × r
         if need_A:
-            grad_A = (sgB.t() @ x2).to(ctx.a_dtype)             # r × in
+            grad_A = tn_matmul(sgB, x2).to(ctx.a_dtype)                          # r × in
         if need_B:
-            grad_B = (g2.t() @ hs.reshape(-1, hs.shape[-1])).to(ctx.b_dtype)   # out × r
+            grad_B = tn_matmul(g2, hs.reshape(-1, hs.shape[-1])).to(ctx.b_dtype)  # out × r
         return grad_x, None, None, grad_A, grad_B, None
 
 

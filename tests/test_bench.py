@@ -84,3 +84,21 @@ def test_flop_accounting_matches_the_claim():
     assert fast["total"] < naive["total"] < full["total"]
     assert naive["head"] / full["head"] == pytest.approx(2 / 3)
     assert naive["attention"] == full["attention"]
+
+
+def test_bench_append_merges_runs(tmp_path):
+    """--append adds a second session's rows; same (method, mode, shape) rows are replaced."""
+    assert bench.main(_args(tmp_path, methods="full,lora_mini", shapes="2x16")) == 0
+    assert bench.main(_args(tmp_path, methods="full,lora_mini_ref", shapes="2x16", append=True)) == 0
+    result = json.loads((tmp_path / "b.json").read_text())
+    keys = sorted((r["method"], r["mode"], r["shape"]) for r in result["results"])
+    assert keys == [("full", "eager", "2x16"), ("lora_mini", "eager", "2x16"), ("lora_mini_ref", "eager", "2x16")]
+    assert len(result["commands"]) == 2 and "--append" not in result["commands"][0]
+    assert result["commands"][1].endswith("--append")
+    assert all(r["time_ratio"] > 0 for r in result["results"])
+
+
+def test_bench_graphed_needs_gpu(tmp_path):
+    assert bench.main(_args(tmp_path, methods="full", shapes="2x16", modes="graphed")) == 0
+    row = json.loads((tmp_path / "b.json").read_text())["results"][0]
+    assert "needs a GPU" in row["error"]

@@ -36,6 +36,9 @@ from lora_mini.train import SYSTEM, AnswerLoss, train
 from lora_mini.variants import forward_latency, prepare_method
 
 T0 = time.time()
+# bf16 autocast for every method, as in the first runs of this table (train() would otherwise skip
+# it for a bf16 base); keeps all rows of methods.json comparable
+AMP = torch.cuda.is_available()
 SMOKE = os.environ.get("SMOKE") == "1"
 BUDGET = float(os.environ.get("BUDGET_S", 3600 if SMOKE else 430))   # seconds for this script
 OUT = Path(os.environ.get("OUT_DIR", "figures/beyond"))
@@ -202,7 +205,7 @@ def run_methods(pristine, tok, data, blocks, results):
             info["quant_exact_match_before"] = em(model, tok, test_ex)
         it = batches(enc, CFG["batch_size"], seed=0, pad_id=tok.pad_token_id)
         out = train(model, it, steps=CFG["steps"], lr=LR[method], warmup_steps=CFG["warmup_steps"],
-                    optimizer=opt, progress=False)
+                    optimizer=opt, progress=False, amp=AMP)
         step_ms = 1000 * out["train_seconds"] / CFG["steps"]
         row = {**info, "lr": LR[method], "steps": CFG["steps"], "train_seconds": out["train_seconds"],
                "step_ms": step_ms, "tokens_per_s": out["tokens_per_s"], "peak_mem_gib": out["peak_mem_gib"],
@@ -257,7 +260,7 @@ def run_multi(pristine, tok, kept, blocks, results):
         t0 = time.time()
         model, _, _ = prepare_method(fresh(pristine, "lora"), "lora", lr=LR["lora"], r=CFG["r"], alpha=CFG["alpha"])
         it = batches(splits[name][2], CFG["batch_size"], seed=0, pad_id=tok.pad_token_id)
-        out = train(model, it, steps=CFG["steps"], lr=LR["lora"], warmup_steps=CFG["warmup_steps"], progress=False)
+        out = train(model, it, steps=CFG["steps"], lr=LR["lora"], warmup_steps=CFG["warmup_steps"], progress=False, amp=AMP)
         states[name] = lora_state(model)
         singles[name] = {"exact_match": em(model, tok, splits[name][1], name), "train_seconds": out["train_seconds"]}
         observe(time.time() - t0, CFG["steps"])
@@ -333,7 +336,7 @@ def run_overfit(pristine, tok, results):
         it = batches(enc, CFG["batch_size"], seed=0, pad_id=pad)
         out = train(model, it, steps=CFG["overfit_steps"], lr=LR[method], warmup_steps=CFG["warmup_steps"],
                     weight_decay=g.get("weight_decay", 0.0), eval_fn=eval_fn,
-                    eval_every=CFG["overfit_eval_every"], progress=False)
+                    eval_every=CFG["overfit_eval_every"], progress=False, amp=AMP)
         curve = out["evals"]
         row = {**g, "alpha": 2 * r if r else None, "lr": LR[method], "trainable": info["trainable"],
                "n_train": CFG["overfit_n_train"], "steps": CFG["overfit_steps"], "evals": curve,
@@ -368,11 +371,11 @@ def run_sequential(pristine, tok, kept, blocks, results):
         else:   # the addition run of part 1 was in an earlier call: train it again (same seed)
             model, _, _ = prepare_method(fresh(pristine, method), method, lr=LR[method], r=CFG["r"], alpha=CFG["alpha"])
             it = batches(splits["add"][2], CFG["batch_size"], seed=0, pad_id=tok.pad_token_id)
-            train(model, it, steps=CFG["steps"], lr=LR[method], warmup_steps=CFG["warmup_steps"], progress=False)
+            train(model, it, steps=CFG["steps"], lr=LR[method], warmup_steps=CFG["warmup_steps"], progress=False, amp=AMP)
         before = {"add": em(model, tok, splits["add"][1], "add"), "sub": em(model, tok, splits["sub"][1], "sub"),
                   "text_loss": text_loss(model, blocks)}
         it = batches(splits["sub"][2], CFG["batch_size"], seed=1, pad_id=tok.pad_token_id)
-        train(model, it, steps=CFG["steps"], lr=LR[method], warmup_steps=CFG["warmup_steps"], progress=False)
+        train(model, it, steps=CFG["steps"], lr=LR[method], warmup_steps=CFG["warmup_steps"], progress=False, amp=AMP)
         after = {"add": em(model, tok, splits["add"][1], "add"), "sub": em(model, tok, splits["sub"][1], "sub"),
                  "text_loss": text_loss(model, blocks)}
         seq[method] = {"after_add": before, "after_add_then_sub": after, "command": COMMAND}
