@@ -13,6 +13,8 @@ variant          what changes (W frozen: out × in; A: r × in; B: out × r)
 
 All variants start out computing exactly the base model (up to rounding for PiSSA), and
 `merge`/`unmerge` from lora_mini.merge work for all of them (DoRA's delta_weight is W' − W).
+save_adapter stores DoRA's m too; a PiSSA model is saved with convert_pissa=True, which turns
+it into a plain rank-2r LoRA adapter on the original W (pissa_to_lora).
 """
 from __future__ import annotations
 
@@ -36,7 +38,11 @@ class DoRALinear(LoRALinear):
 
     lora_magnitude m: (out,), starts at ‖W‖_row so that W' = W at init (B = 0).
     As in the paper (and PEFT), ‖V‖ is treated as a constant in backward (detached),
-    which saves memory; the forward value is exact.
+    which saves memory; the forward value is exact. Saved by save_adapter as
+    "<module>.lora_magnitude" (PEFT: "base_model.model.<module>.lora_magnitude_vector").
+    With dropout > 0 in training, PEFT scales W·x on the undropped x by 1 and W·dropout(x)
+    by (m/‖V‖ − 1); here the whole (W x + s·B·A·dropout(x)) is scaled by m/‖V‖. Identical
+    in eval and without dropout.
     """
 
     def __init__(self, base: nn.Module, r: int, alpha: float, dropout: float = 0.0,
@@ -95,7 +101,13 @@ def pissa_init_(layer: LoRALinear) -> LoRALinear:
 
     W = U S Vᵀ;  B = U_r √(S_r/s),  A = √(S_r/s) V_rᵀ  so that s·B·A = U_r S_r V_rᵀ,
     and W_res = W − s·B·A replaces W. At init W_res + s·B·A = W (up to W's dtype rounding).
+    The initial A₀, B₀ stay on the layer as buffers pissa_A0 (r × in), pissa_B0 (out × r),
+    not in state_dict, so that the trained adapter can be converted back to plain LoRA on W
+    (pissa_to_lora; save_adapter(..., convert_pissa=True)).
     """
+    if is_pissa(layer):
+        raise ValueError("pissa_init_: this layer is already PiSSA-initialized (its W is W_res); "
+                         "a second SVD would split W_res again. Start from a fresh LoRA layer.")
     w = layer.base.weight.float()
     w = w.T if layer.fan_in_fan_out else w                                        # out × in
     U, S, Vh = torch.linalg.svd(w, full_matrices=False)
@@ -106,7 +118,32 @@ def pissa_init_(layer: LoRALinear) -> LoRALinear:
     w_res = w - layer.scaling * layer.lora_B @ layer.lora_A
     w_res = w_res.T if layer.fan_in_fan_out else w_res
     layer.base.weight.copy_(w_res.to(layer.base.weight.dtype))
+    layer.register_buffer("pissa_A0", layer.lora_A.detach().float().clone(), persistent=False)
+    layer.register_buffer("pissa_B0", layer.lora_B.detach().float().clone(), persistent=False)
     return layer
+
+
+def is_pissa(layer: nn.Module) -> bool:
+    """True for a layer that pissa_init_ changed (it holds A₀, B₀ and its W is W_res)."""
+    return getattr(layer, "pissa_A0", None) is not None
+
+
+@torch.no_grad()
+def pissa_to_lora(layer: LoRALinear) -> tuple[torch.Tensor, torch.Tensor]:
+    """Trained PiSSA layer -> (A', B') of a plain LoRA adapter on the ORIGINAL W, float32.
+
+    W = W_res + s·B₀·A₀ and the trained layer computes W_res + s·B·A, so relative to W
+    ΔW = s·(B·A − B₀·A₀) = s·B'·A'  with  A' = [A; A₀] (2r × in),  B' = [B, −B₀] (out × 2r).
+    The rank doubles: store r' = 2r and α' = 2α (rsLoRA: α' = √2·α) so that s stays the same.
+    Same layout, sign and α rule as PEFT's save_pretrained(path_initial_model_for_weight_conversion=...).
+    """
+    if not is_pissa(layer):
+        raise ValueError("pissa_to_lora: the layer was not PiSSA-initialized by pissa_init_ (no A0, B0)")
+    if isinstance(layer, DoRALinear):
+        raise ValueError("pissa_to_lora: PiSSA + DoRA is not linear in B·A; only plain LoRA layers convert")
+    a = torch.cat([layer.lora_A.float(), layer.pissa_A0.float()], dim=0)         # 2r × in
+    b = torch.cat([layer.lora_B.float(), -layer.pissa_B0.float()], dim=1)        # out × 2r
+    return a, b
 
 
 # ----------------------------------------------------------------------------- one API
@@ -118,10 +155,11 @@ def mark_variant_trainable(model: nn.Module) -> None:
 
 
 def apply_variant(model: nn.Module, target_modules, r: int, alpha: float, variant: str = "lora",
-                  dropout: float = 0.0) -> nn.Module:
+                  dropout: float = 0.0, use_rslora: bool = False) -> nn.Module:
     """apply_lora with a `variant`: "lora", "rslora", "dora", "pissa" or "loraplus".
 
     "loraplus" makes plain LoRA layers; pair it with loraplus_optimizer(model, lr, ratio).
+    use_rslora=True gives any variant the α/√r scale (as PEFT's use_rslora with use_dora).
     Returns the same model, changed in place; raises before changing anything on bad input.
     """
     if variant not in VARIANTS:
@@ -130,7 +168,7 @@ def apply_variant(model: nn.Module, target_modules, r: int, alpha: float, varian
     names = find_targets(model, target_modules)
     cls = DoRALinear if variant == "dora" else LoRALinear
     for name in names:
-        layer = cls(model.get_submodule(name), r, alpha, dropout, use_rslora=(variant == "rslora"))
+        layer = cls(model.get_submodule(name), r, alpha, dropout, use_rslora=(variant == "rslora" or use_rslora))
         if variant == "pissa":
             pissa_init_(layer)
         _set_module(model, name, layer)

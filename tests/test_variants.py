@@ -129,3 +129,31 @@ def test_quantize_base_then_lora():
     with torch.no_grad():
         d = (model(x).logits - base(x).logits).abs().max()
     assert d > 0   # the quantized base differs from the original
+
+
+def test_pissa_to_lora_is_the_update_relative_to_W():
+    from lora_mini.variants import is_pissa, pissa_init_, pissa_to_lora
+    from lora_mini.layers import LoRALinear
+
+    base = torch.nn.Linear(12, 10)
+    w0 = base.weight.detach().clone()
+    layer = LoRALinear(base, r=3, alpha=6)
+    keys = set(layer.state_dict())
+    pissa_init_(layer)
+    assert is_pissa(layer) and set(layer.state_dict()) == keys    # A₀, B₀ are not saved in state_dict
+    _perturb(layer)                                                # "training"
+    a, b = pissa_to_lora(layer)
+    assert a.shape == (6, 12) and b.shape == (10, 6)
+    trained_w = layer.base.weight + layer.scaling * layer.lora_B @ layer.lora_A   # W_res + s·B·A
+    assert torch.allclose(w0 + layer.scaling * b @ a, trained_w, atol=1e-5)
+    assert torch.linalg.matrix_rank(b @ a) <= 6
+    with pytest.raises(ValueError, match="already PiSSA"):
+        pissa_init_(layer)
+    with pytest.raises(ValueError, match="not PiSSA-initialized"):
+        pissa_to_lora(LoRALinear(torch.nn.Linear(12, 10), r=3, alpha=6))
+
+
+def test_dora_with_rslora():
+    model = apply_variant(tiny_model(), ["q_proj"], r=16, alpha=8, variant="dora", use_rslora=True)
+    layers = variant_layers(model)
+    assert all(isinstance(m, DoRALinear) and abs(m.scaling - 2.0) < 1e-9 for m in layers.values())
