@@ -11,6 +11,7 @@ export LORA_MINI_GGUF=${LORA_MINI_GGUF:-/root/smollm2/SmolLM2-135M-Instruct.Q4_1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 test -f "$LORA_MINI_GGUF" || { echo "fresh machine: stage the model again"; exit 3; }
 start=$(date +%s)
+touch /tmp/run_all_start
 deadline=$((start + ${DEADLINE_S:-540}))
 mkdir -p runs/logs
 # queue i runs on GPU i mod (number of GPUs): on a one-GPU machine all queues share GPU 0
@@ -36,5 +37,9 @@ queue 2 ${Q2:-} &
 queue 3 ${Q3:-} &
 wait
 nvidia-smi --query-gpu=name,memory.used --format=csv,noheader || true
-tar czf "${OUT:-/tmp}/results.tgz" figures runs/logs $(ls -d runs/*/ 2>/dev/null | grep -v logs | xargs -r -I{} find {} -name '*.json' -size -2M) 2>/dev/null
+# only what this call wrote: figures/ and runs/logs/ files changed since the start, runs/**/*.json under 2 MB
+{ find figures runs/logs -type f -newer /tmp/run_all_start; \
+  find runs -path runs/logs -prune -o -type f -name '*.json' -size -2M -newer /tmp/run_all_start -print; } \
+  2>/dev/null | sort -u > /tmp/run_all_files
+tar czf "${OUT:-/tmp}/results.tgz" -T /tmp/run_all_files
 ls -la "${OUT:-/tmp}/results.tgz"
