@@ -13,6 +13,8 @@ memory, and the ratios to full fine-tuning at the same shape and mode.
               graphed           the whole step (forward, backward, AdamW) replayed from a CUDA
                                 graph (lora_mini/graphs.py): the GPU's own time, no Python (GPU only)
               compiled          torch.compile (inductor)
+              compiled_graphed  torch.compile'd model inside the CUDA-graph step: fused kernels, no
+                                Python per step (GPU only)
 
 Peak memory: torch.cuda.max_memory_allocated on a GPU. On a CPU there is no allocator counter,
 so we report an estimate: parameters + gradients + optimizer state + tensors saved for backward
@@ -38,7 +40,7 @@ from .inject import apply_lora
 from .models import DEFAULT_MODEL, load_model, tiny_model
 
 METHODS = ("full", "peft", "lora_mini", "lora_mini_nosplit", "lora_mini_ref")
-MODES = ("eager", "graphed", "compiled")
+MODES = ("eager", "graphed", "compiled", "compiled_graphed")
 GIB = 2 ** 30
 
 
@@ -132,20 +134,22 @@ def run_one(base_model, method, mode, batch, seq, args, device) -> dict:
     t0 = time.perf_counter()
     split_before = fast.SPLIT_ROWS
     try:
-        if mode == "graphed" and device.type != "cuda":
-            raise ValueError("mode 'graphed' (CUDA graphs) needs a GPU; use --modes eager on CPU")
+        graph_mode = mode in ("graphed", "compiled_graphed")
+        if graph_mode and device.type != "cuda":
+            raise ValueError(f"mode {mode!r} (CUDA graphs) needs a GPU; use --modes eager on CPU")
         if method == "lora_mini_nosplit":
             fast.SPLIT_ROWS = 0
         with fast.fast_path(method != "lora_mini_ref"):
             model, params = build(base_model, method, args.rank, args.alpha, device)
             row["trainable_params"] = sum(p.numel() for p in params)
             fused = device.type == "cuda"
-            opt = make_adamw(params, 1e-5, graphs=mode == "graphed")
-            row["optimizer"] = ("AdamW(fused, capturable)" if mode == "graphed" else
+            opt = make_adamw(params, 1e-5, graphs=graph_mode)
+            row["optimizer"] = ("AdamW(fused, capturable)" if graph_mode else
                                 "AdamW(fused)" if fused else "AdamW(foreach)")
             g = torch.Generator().manual_seed(args.seed)
             ids = torch.randint(0, base_model.config.vocab_size, (batch, seq), generator=g).to(device)
-            fwd = torch.compile(model, backend=args.compile_backend) if mode == "compiled" else model
+            compiled = mode in ("compiled", "compiled_graphed")
+            fwd = torch.compile(model, backend=args.compile_backend) if compiled else model
 
             def step_fn(inputs):
                 loss = fwd(input_ids=inputs["ids"], labels=inputs["ids"]).loss
@@ -153,7 +157,7 @@ def run_one(base_model, method, mode, batch, seq, args, device) -> dict:
                 opt.step()
                 return loss.detach()
 
-            if mode == "graphed":
+            if graph_mode:
                 graphed = GraphedStep(step_fn, opt, warmup=args.warmup)
 
                 def step():
@@ -168,7 +172,7 @@ def run_one(base_model, method, mode, batch, seq, args, device) -> dict:
                     return loss
 
             # graphed: `warmup` eager steps, then one that captures the graph and replays it
-            for i in range(args.warmup + (mode == "graphed")):
+            for i in range(args.warmup + graph_mode):
                 loss = step()
                 if i == 0:
                     row["loss_first"] = round(float(loss), 4)
@@ -203,7 +207,7 @@ def run_one(base_model, method, mode, batch, seq, args, device) -> dict:
     finally:
         fast.SPLIT_ROWS = split_before
         del model, opt, fwd, graphed
-        if mode == "compiled":
+        if mode in ("compiled", "compiled_graphed"):
             torch._dynamo.reset()
         gc.collect()
         if device.type == "cuda":
@@ -279,7 +283,7 @@ def plan(shapes, modes, methods) -> list[tuple]:
 
     def key(job):
         m, mode, b, t = job
-        tier = 0 if mode != "compiled" else 1 if m in ("full", "lora_mini") else 2
+        tier = 0 if "compiled" not in mode else 1 if m in ("full", "lora_mini") else 2
         return (tier, MODES.index(mode), shapes.index((b, t)), order.index(m))
     return sorted(((m, mode, b, t) for mode in modes for (b, t) in shapes for m in methods), key=key)
 
@@ -309,7 +313,7 @@ def bench(args, base=None) -> dict:
     shapes = parse_shapes(args.shapes or ("16x1024,1x256" if device.type == "cuda" else "1x64,1x16"))
     modes = [m.strip() for m in (args.modes or ("eager,graphed,compiled" if device.type == "cuda" else "eager")).split(",")]
     if args.no_compile:
-        modes = [m for m in modes if m != "compiled"]
+        modes = [m for m in modes if "compiled" not in m]
     methods = [m.strip() for m in args.methods.split(",")]
     for m in methods:
         if m not in METHODS:
@@ -334,7 +338,7 @@ def bench(args, base=None) -> dict:
     work = plan(shapes, modes, methods)
     for method, mode, b, t in tqdm(work, desc="bench", disable=args.quiet):
         elapsed = time.perf_counter() - t_start
-        guess = max(took.get(mode, [60.0 if mode == "compiled" else 10.0]))
+        guess = max(took.get(mode, [60.0 if "compiled" in mode else 10.0]))
         if args.budget_s and elapsed + guess > args.budget_s:
             rows.append({"method": method, "mode": mode, "batch": b, "seq": t, "shape": f"{b}x{t}",
                          "skipped": f"time budget ({args.budget_s} s) would be exceeded"})
@@ -396,6 +400,7 @@ def merge_results(old: dict, new: dict) -> dict:
     add_ratios(rows)
     merged = {**new, "results": rows, "targets": check_targets(rows),
               "commands": old.get("commands", [old.get("command")]) + [new["command"]],
+              "scripts": old.get("scripts", [old.get("script")]) + [new.get("script")],
               "wall_s": round(old.get("wall_s", 0) + new["wall_s"], 1)}
     return merged
 
@@ -470,7 +475,7 @@ def add_arguments(p) -> None:
     p.add_argument("--dtype", choices=["bf16", "fp32"], default=None, help="weights (default: bf16 on GPU, fp32 on CPU)")
     p.add_argument("--shapes", default=None, help="BATCHxSEQ list (default: 16x1024,1x256 on GPU, 1x64,1x16 on CPU)")
     p.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
-    p.add_argument("--modes", default=None, help="eager,graphed,compiled (default; on CPU: eager)")
+    p.add_argument("--modes", default=None, help="eager,graphed,compiled (default; on CPU: eager), compiled_graphed")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile runs")
     p.add_argument("--compile-backend", default="inductor", help="torch.compile backend (default inductor)")
     p.add_argument("--rank", type=int, default=16)
