@@ -125,6 +125,13 @@ class GraphedStep:
         self.capture_seconds = time.perf_counter() - t0
         return self.static_out
 
+    def release(self) -> None:
+        """Free the graph and its static tensors (and the gradients, which live in its memory pool)."""
+        if self.graph is not None:
+            self.graph.reset()
+        self.graph = self.static_in = self.static_out = None
+        self.optimizer.zero_grad(set_to_none=True)
+
 
 def right_padded(attention_mask: torch.Tensor) -> bool:
     """True if every row of a (B, T) 0/1 mask is ones then zeros (so a causal model needs no mask)."""

@@ -157,6 +157,17 @@ def peak_memory_gib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20   # Linux: KiB
 
 
+def needs_autocast(model: nn.Module) -> bool:
+    """True if a weight the forward multiplies by is float32 (then a GPU run wants bf16 autocast).
+
+    LoRA's float32 masters A, B don't count (LoRALinear casts them to the activations' dtype),
+    so LoRA on a bf16 base runs without autocast (and can use the fast path); full fine-tuning
+    with float32 master weights needs it.
+    """
+    lora_masters = {id(p) for n, p in model.named_parameters() if ".lora_" in n}
+    return any(p.dtype == torch.float32 for p in model.parameters() if id(p) not in lora_masters and p.dim() > 1)
+
+
 def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int = 0,
           schedule: str = "cosine", weight_decay: float = 0.0, grad_clip: float | None = 1.0,
           optimizer=None, eval_fn=None, eval_every: int = 0, log_every: int = 10,
@@ -175,8 +186,8 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
     amp: bf16 autocast (default: on for CUDA when the frozen or trainable weights the forward
     uses are float32; off when the base is already bf16, so LoRA's fast path runs).
     cuda_graph: after 3 eager warm-up steps, replay each step from a CUDA graph (graphs.py);
-    needs one process on CUDA and right-padded batches, padded here to pad_to tokens (default:
-    the first batch's length); falls back to eager if capture fails (see "step_mode").
+    needs one process on CUDA, no autocast, and right-padded batches, padded here to pad_to
+    tokens (default: the first batch's length); falls back to eager if capture fails ("step_mode").
     Returns {"history", "evals" (each with "train_seconds" so far), "train_seconds", "tokens",
     "tokens_per_s", "peak_mem_gib", "steps", "comm_bytes_per_step", "world_size", "amp",
     "step_mode", "graph_error"}.
@@ -191,15 +202,16 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
     if not params:
         raise ValueError("train: the model has no trainable parameters (requires_grad=False everywhere)")
     device = params[0].device
-    if amp is None:     # autocast only if some weight the forward multiplies by is float32
-        lora_masters = {id(p) for n, p in model.named_parameters() if ".lora_" in n}
-        amp = device.type == "cuda" and any(p.dtype == torch.float32 for p in model.parameters()
-                                            if id(p) not in lora_masters and p.dim() > 1)
+    amp = (device.type == "cuda" and needs_autocast(model)) if amp is None else amp
     rank, world = dist_info()
     main_rank = rank == 0
     if cuda_graph and (device.type != "cuda" or world > 1):
         raise ValueError("cuda_graph=True needs one process on a CUDA device; use cuda_graph=False "
                          f"(device={device.type}, world size={world})")
+    if cuda_graph and amp:
+        raise ValueError("cuda_graph=True with bf16 autocast (float32 weights, e.g. full fine-tuning) is not "
+                         "supported: on an H200 its losses turned NaN right after capture (figures/GPU_RUNS.md). "
+                         "Use cuda_graph=False, or bf16 weights without autocast (amp=False)")
     if optimizer is None:
         optimizer = make_adamw(params, lr, weight_decay, graphs=cuda_graph)
     base_lrs = [get_lr(g) for g in optimizer.param_groups]
@@ -338,6 +350,8 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
     if checkpoint_dir is not None:
         checkpoint()
     model.eval()
+    if graphed is not None:
+        graphed.release()       # the graph's memory pool; grads point into it, so drop them too
     secs = state["train_seconds"]
     return {"history": state["history"], "evals": state["evals"], "steps": state["step"],
             "train_seconds": secs, "tokens": state["tokens"],
@@ -390,8 +404,8 @@ def finetune(model, tokenizer, *, method="lora", rank=16, alpha=32.0, targets="a
 
     method "lora": apply_lora(model, targets, rank, alpha) then train A, B; "full": train all.
     n_val > 0 holds out that many training pairs as a validation split (for choosing the LR).
-    cuda_graph: replay training steps from a CUDA graph (default: on for one CUDA process; batches
-    are then padded to the longest training example). Unset options come from preset(device).
+    cuda_graph: replay training steps from a CUDA graph (default: on for one CUDA process when no
+    autocast is needed, i.e. LoRA on a bf16 base; batches are then padded to the longest example). Unset options come from preset(device).
     With out=DIR (rank 0): DIR/results.json,
     DIR/adapter/ (LoRA), DIR/plot.png, and with checkpoint_every > 0 DIR/checkpoint/ (resumable).
     """
@@ -431,8 +445,8 @@ def finetune(model, tokenizer, *, method="lora", rank=16, alpha=32.0, targets="a
     it = batches(enc, cfg["batch_size"], seed=seed, pad_id=tokenizer.pad_token_id, rank=rank_, world_size=world)
     # a resumable checkpoint (trainable weights + AdamW state) only when asked: for full FT it is ~1.6 GB
     ckpt = Path(out) / "checkpoint" if out is not None and (checkpoint_every or resume) else None
-    if cuda_graph is None:
-        cuda_graph = device.type == "cuda" and world == 1
+    if cuda_graph is None:   # verified on an H200 for LoRA on a bf16 base; not with autocast (full FT)
+        cuda_graph = device.type == "cuda" and world == 1 and not needs_autocast(model)
     result = train(model, it, steps=cfg["steps"], lr=lr, warmup_steps=cfg["warmup_steps"], schedule=schedule,
                    eval_fn=lambda m: {"exact_match": evaluate(m)["exact_match"]},
                    eval_every=cfg["eval_every"], checkpoint_dir=ckpt, checkpoint_every=checkpoint_every,

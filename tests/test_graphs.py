@@ -62,3 +62,15 @@ def test_train_cuda_graph_refused_on_cpu():
     with pytest.raises(ValueError, match="CUDA"):
         train(model, iter([]), steps=2, lr=1e-3, cuda_graph=True)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_needs_autocast_and_graph_guard():
+    """LoRA on a bf16 base needs no autocast (so CUDA graphs are allowed); fp32 weights do."""
+    from lora_mini.train import needs_autocast
+    full = tiny_model("llama")
+    assert needs_autocast(full)                                        # fp32 weights, full FT
+    lora16 = apply_lora(tiny_model("llama").to(torch.bfloat16), "all-linear", r=4, alpha=8)
+    assert lora16.model.layers[0].self_attn.q_proj.lora_A.dtype == torch.float32
+    assert not needs_autocast(lora16)                                  # fp32 masters A, B don't count
+    lora32 = apply_lora(tiny_model("llama"), "all-linear", r=4, alpha=8)
+    assert needs_autocast(lora32)

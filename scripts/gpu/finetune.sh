@@ -25,7 +25,7 @@ else
   export FT_DIR=figures
 fi
 ${PYTHON:-python3} - <<'EOF' 2>&1 | tee runs/finetune_gpu.log
-import copy, json, os, time
+import copy, gc, json, os, time
 from pathlib import Path
 
 import torch
@@ -76,6 +76,9 @@ def run(method, lr, cuda_graph=None, tag=""):
     print(summary(res), f"\nvalidation exact match: {100 * res['exact_match_val']:.1f}%",
           f"\nfirst eval >= {100 * target:.0f}%: {res['first_eval_at_target']}\n", flush=True)
     del model
+    gc.collect()                                   # free this run's CUDA graph pool before the next run
+    if device == "cuda":
+        torch.cuda.empty_cache()
     return res
 
 # interleave the two grids so that a cut-off budget still leaves both methods swept
