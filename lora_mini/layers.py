@@ -84,8 +84,9 @@ class LoRALinear(nn.Module):
         return self.base.weight
 
     def delta_weight(self) -> torch.Tensor:
-        """scaling · B·A in float32, shaped like base.weight (transposed for Conv1D)."""
-        delta = (self.lora_B.float() @ self.lora_A.float()) * self.scaling   # out × in
+        """scaling · B·A in float32 (float64 for a float64 model), shaped like base.weight (transposed for Conv1D)."""
+        dt = torch.promote_types(torch.float32, torch.promote_types(self.lora_A.dtype, self.base.weight.dtype))
+        delta = (self.lora_B.to(dt) @ self.lora_A.to(dt)) * self.scaling     # out × in
         return delta.T if self.fan_in_fan_out else delta
 
     def lora_forward(self, x: torch.Tensor) -> torch.Tensor:

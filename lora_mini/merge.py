@@ -27,7 +27,8 @@ def _require_lora(model: nn.Module, what: str) -> dict:
 @torch.no_grad()
 def _add_delta(layer, sign: float) -> None:
     w = layer.base.weight
-    w.copy_((w.float() + sign * layer.delta_weight()).to(w.dtype))
+    delta = layer.delta_weight()                     # float32 (float64 for a float64 model)
+    w.copy_((w.to(delta.dtype) + sign * delta).to(w.dtype))   # one rounding to W's dtype
 
 
 def merge(model: nn.Module) -> nn.Module:

@@ -1,5 +1,6 @@
 """merge / unmerge / merge_and_unload / disable_lora: equivalence and bad input."""
 import copy
+import math
 
 import pytest
 import torch
@@ -10,11 +11,14 @@ from lora_mini import (LoRALinear, apply_lora, disable_lora, lora_modules, merge
 
 
 def trained_lora(model, r=4, seed=0, std=0.05):
-    """LoRA with random (non-zero) A and B, as if trained."""
+    """LoRA with random (non-zero) A and B, as if trained; both drawn from `seed` alone
+    (not from the global RNG), so a test sees the same adapter whatever ran before it."""
     apply_lora(model, "all-linear", r=r, alpha=2 * r)
     g = torch.Generator().manual_seed(seed)
     for layer in lora_modules(model).values():
+        bound = 1 / math.sqrt(layer.in_features)          # the range of A's kaiming-uniform init
         with torch.no_grad():
+            layer.lora_A.copy_((torch.rand(layer.lora_A.shape, generator=g) * 2 - 1) * bound)
             layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=g) * std)
     return model
 
@@ -80,13 +84,26 @@ def test_merge_equivalence_smollm2(smollm):
         with torch.no_grad():
             return m(**enc).logits
 
+    # The identity W x + s·B(A x) = (W + s·B·A) x on every one of the 210 real layers, in float64.
+    # (Not through the whole float64 model: its RMSNorm and rotary code compute in float32.)
+    m64 = copy.deepcopy(model).double()
+    before64 = out(m64)
+    g = torch.Generator().manual_seed(1)
+    layers = lora_modules(m64)
+    xs = {n: torch.randn(3, m.in_features, generator=g, dtype=torch.float64) for n, m in layers.items()}
+    with torch.no_grad():
+        ys = {n: m(xs[n]) for n, m in layers.items()}
+        merge(m64)
+        rel = max(((m(xs[n]) - ys[n]).abs().max() / ys[n].abs().max()).item() for n, m in layers.items())
+    assert rel <= 1e-12, rel
+    # In float32 the two sides round differently. SmolLM2's residual stream reaches |h| ≈ 25,000
+    # ("massive activations"), so one float32 forward is itself ~1e-4 from the float64 one, and
+    # merged vs unmerged differ by about as much (0.9–3.3× over four random adapters, ≤ 2e-4).
     before = out(model)
-    # How far is float32 itself from the truth? SmolLM2's residual stream reaches |h| ≈ 25,000
-    # ("massive activations"), so one float32 forward is ~1e-4 away from a float64 one.
-    fp32_error = (before.double() - out(copy.deepcopy(model).double())).abs().max().item()
+    fp32_error = (before.double() - before64).abs().max().item()
     merge(model)
-    err = (out(model) - before).abs().max().item()   # float32 rounding, summed over 30 layers
-    assert err <= 2e-4 and err <= 2 * fp32_error, (err, fp32_error)
+    err = (out(model) - before).abs().max().item()
+    assert err <= 5e-4 and err <= 5 * fp32_error, (err, fp32_error)
     unmerge(model)
     assert (out(model) - before).abs().max().item() <= 2e-4
     with disable_lora(model):
