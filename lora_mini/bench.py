@@ -40,6 +40,9 @@ from .inject import apply_lora
 from .models import DEFAULT_MODEL, load_model, tiny_model
 
 METHODS = ("full", "peft", "lora_mini", "lora_mini_nosplit", "lora_mini_ref")
+GRAPH_MODES = ("graphed", "compiled_graphed")
+GRAPH_MEM_NOTE = ("not measured: the activations live in the CUDA graph's private memory pool, which "
+                  "torch.cuda.max_memory_allocated does not see during replay")
 MODES = ("eager", "graphed", "compiled", "compiled_graphed")
 GIB = 2 ** 30
 
@@ -193,7 +196,11 @@ def run_one(base_model, method, mode, batch, seq, args, device) -> dict:
             row["step_s_all"] = [round(t, 5) for t in times]
             row["tokens_per_s"] = batch * seq / row["step_s"]
             if device.type == "cuda":
-                row["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / GIB
+                if graph_mode:   # a replay allocates nothing: the allocator's peak would miss the activations
+                    row["peak_mem_gib"] = None
+                    row["mem_note"] = GRAPH_MEM_NOTE
+                else:
+                    row["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / GIB
             else:
                 try:
                     saved = _saved_bytes(step, model)
@@ -249,8 +256,10 @@ def add_ratios(rows: list[dict]) -> None:
         f = full.get((r["shape"], r["mode"]))
         if f and "step_s" in r:
             r["time_ratio"] = r["step_s"] / f["step_s"]
-            if r.get("peak_mem_gib") is not None and f.get("peak_mem_gib"):
+            if r.get("peak_mem_gib") is not None and f.get("peak_mem_gib") and r["mode"] not in GRAPH_MODES:
                 r["mem_ratio"] = r["peak_mem_gib"] / f["peak_mem_gib"]
+            elif r["mode"] in GRAPH_MODES:
+                r.pop("mem_ratio", None)
 
 
 def check_targets(rows: list[dict], method: str = "lora_mini") -> list[dict]:
@@ -383,6 +392,15 @@ def bench(args, base=None) -> dict:
     return result
 
 
+def load(path) -> dict:
+    """A bench JSON with its ratios and targets re-derived by the current rules (the measured rows
+    are not changed; e.g. files written before GRAPH_MEM_NOTE still hold graph-mode peaks)."""
+    result = json.loads(Path(path).read_text())
+    add_ratios(result["results"])
+    result["targets"] = check_targets(result["results"])
+    return result
+
+
 def merge_results(old: dict, new: dict) -> dict:
     """new's rows added to old's (a row of new replaces old's row of the same method, mode and shape).
 
@@ -425,11 +443,13 @@ def table(result: dict) -> str:
 # ----------------------------------------------------------------------------- figure
 
 def plot(result: dict, path=None, title: str | None = None):
-    """Two bar charts: step time and peak memory as a ratio to full fine-tuning (1.0 = same)."""
+    """Two bar charts: step time and peak memory as a ratio to full fine-tuning (1.0 = same).
+    Graph modes have no memory bars (GRAPH_MEM_NOTE)."""
     import matplotlib.pyplot as plt
 
     rows = [r for r in result["results"] if "time_ratio" in r]
-    groups = sorted({(r["batch"] * r["seq"], r["shape"], r["mode"]) for r in rows}, key=lambda g: (-g[0], g[2]))
+    groups = sorted({(r["batch"] * r["seq"], r["shape"], r["mode"]) for r in rows},
+                    key=lambda g: (-g[0], MODES.index(g[2]) if g[2] in MODES else len(MODES)))
     methods = [m for m in ("full", "peft", "lora_mini_ref", "lora_mini_nosplit", "lora_mini")
                if any(r["method"] == m for r in rows)]
     names = {"full": "full FT", "peft": "PEFT LoRA", "lora_mini_ref": "lora_mini (straightforward)",
@@ -437,7 +457,7 @@ def plot(result: dict, path=None, title: str | None = None):
              "lora_mini": "lora_mini (fast path)"}
     colors = {"full": "0.55", "peft": "tab:orange", "lora_mini_ref": "tab:blue", "lora_mini_nosplit": "tab:olive",
               "lora_mini": "tab:green"}
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, axes = plt.subplots(2, 1, figsize=(max(8.0, 1.25 * len(groups) + 2), 7.5))
     width = 0.8 / max(len(methods), 1)
     for ax, key, label, targets in ((axes[0], "time_ratio", "step time / full FT", (0.85,)),
                                     (axes[1], "mem_ratio", "peak memory / full FT", (1.0, 0.65))):
@@ -445,19 +465,23 @@ def plot(result: dict, path=None, title: str | None = None):
             vals = []
             for _, shape, mode in groups:
                 r = next((r for r in rows if r["method"] == m and r["shape"] == shape and r["mode"] == mode), {})
+                if key == "mem_ratio" and mode in GRAPH_MODES:   # see GRAPH_MEM_NOTE
+                    r = {}
                 vals.append(r.get(key, math.nan))
             xs = [i + (j - (len(methods) - 1) / 2) * width for i in range(len(groups))]
             bars = ax.bar(xs, vals, width, label=names[m], color=colors[m])
             for x, v in zip(xs, vals):
                 if not math.isnan(v):
-                    ax.text(x, v + 0.02, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
+                    ax.text(x, v + 0.02, f"{v:.2f}", ha="center", va="bottom", fontsize=6, rotation=90)
         ax.axhline(1.0, color="k", lw=0.8)
+        ax.margins(y=0.18)
         for t in targets:
             if t != 1.0:
                 ax.axhline(t, color="tab:red", ls="--", lw=0.8, label=f"target {t}")
-        ax.set_xticks(range(len(groups)), [f"B{s.replace('x', '×T')}\n{mode}" for _, s, mode in groups])
+        ax.set_xticks(range(len(groups)), [f"B{s.replace('x', '×T')}\n{mode.replace('_', ' + ')}" for _, s, mode in groups],
+                      fontsize=8)
         ax.set_ylabel(label)
-    axes[0].legend(fontsize=8, loc="upper left")
+    axes[0].legend(fontsize=7, ncol=3, loc="upper left")
     fig.suptitle(title or f"One training step, {result.get('model', '')}, r={result.get('rank')} all-linear "
                           f"— {result.get('device', '')}", fontsize=10)
     fig.tight_layout()

@@ -102,3 +102,17 @@ def test_bench_graphed_needs_gpu(tmp_path):
     assert bench.main(_args(tmp_path, methods="full", shapes="2x16", modes="graphed")) == 0
     row = json.loads((tmp_path / "b.json").read_text())["results"][0]
     assert "needs a GPU" in row["error"]
+
+
+def test_graph_modes_have_no_memory_ratio(tmp_path):
+    """A replayed CUDA graph allocates nothing, so its allocator peak is not comparable: no mem_ratio."""
+    rows = [{"method": m, "mode": mode, "batch": 2, "seq": 8, "shape": "2x8", "step_s": s, "peak_mem_gib": g}
+            for m, s, g in (("full", 1.0, 2.0), ("lora_mini", 0.9, 0.5)) for mode in ("eager", "graphed")]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"results": rows}))
+    result = bench.load(path)
+    by = {(r["method"], r["mode"]): r for r in result["results"]}
+    assert by[("lora_mini", "eager")]["mem_ratio"] == 0.25 and by[("lora_mini", "graphed")]["time_ratio"] == 0.9
+    assert "mem_ratio" not in by[("lora_mini", "graphed")]
+    graphed_mem = [t for t in result["targets"] if t["mode"] == "graphed" and t["metric"] == "mem_ratio"]
+    assert graphed_mem and all(t["met"] is None for t in graphed_mem)

@@ -10,6 +10,8 @@
 # (default 330 s of the Python process) and skipped ones are recorded in the JSON.
 # Writes figures/finetune_gpu.json (rewritten after every run), figures/06_gpu_sweep.png,
 # figures/06_gpu_curves.png; log runs/finetune_gpu.log; copies them to $OUT when it is set.
+# FT_LORA_LRS / FT_FULL_LRS: comma lists (empty: skip that method); FT_JSON: another file name
+# (the figures are then named after it), e.g. to extend one method's sweep without overwriting.
 # SMOKE=1: 2-digit sums, 4 steps, 2 LRs per method, on CPU; writes under runs/smoke_finetune/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,7 +27,7 @@ else
   export FT_DIR=figures
 fi
 ${PYTHON:-python3} - <<'EOF' 2>&1 | tee runs/finetune_gpu.log
-import copy, gc, json, os, time
+import copy, gc, itertools, json, os, time
 from pathlib import Path
 
 import torch
@@ -39,8 +41,10 @@ device = env("FT_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
 steps, batch = int(env("FT_STEPS", 300)), int(env("FT_BATCH", 64))
 digits = tuple(int(d) for d in env("FT_DIGITS", "2,3").split(","))
 n_train, n_test, n_val = int(env("FT_NTRAIN", 20000)), int(env("FT_NTEST", 300)), int(env("FT_NVAL", 300))
-lrs = {"lora": [float(x) for x in env("FT_LORA_LRS", "1e-3,2e-3,4e-3,8e-3").split(",")],
-       "full": [float(x) for x in env("FT_FULL_LRS", "2.5e-5,5e-5,1e-4,2e-4").split(",")]}
+lrs = {"lora": [float(x) for x in env("FT_LORA_LRS", "1e-3,2e-3,4e-3,8e-3").split(",") if x],
+       "full": [float(x) for x in env("FT_FULL_LRS", "2.5e-5,5e-5,1e-4,2e-4").split(",") if x]}
+json_name = env("FT_JSON", "finetune_gpu.json")   # e.g. FT_LORA_LRS= FT_FULL_LRS=1e-4,2e-4 FT_JSON=finetune_gpu_full.json
+png = "06_gpu" if json_name == "finetune_gpu.json" else Path(json_name).stem   # figure names follow the JSON
 budget = float(env("BUDGET_S", 330))
 eval_every = int(env("FT_EVAL_EVERY", 0)) or max(1, steps // 3)
 target = 0.95                                      # issue 4: >= 95% test exact match within 60 s
@@ -60,7 +64,7 @@ record = {"command": env("FINETUNE_COMMAND"), "device": torch.cuda.get_device_na
           "lr_grid": lrs, "runs": [], "skipped": []}
 
 def write():
-    (out_dir / "finetune_gpu.json").write_text(json.dumps(record, indent=1))
+    (out_dir / json_name).write_text(json.dumps(record, indent=1))
 
 def run(method, lr, cuda_graph=None, tag=""):
     model = copy.deepcopy(base).to(device=device, dtype=dtype[method])
@@ -82,7 +86,8 @@ def run(method, lr, cuda_graph=None, tag=""):
     return res
 
 # interleave the two grids so that a cut-off budget still leaves both methods swept
-order = [(m, lr) for pair in zip(lrs["lora"], lrs["full"]) for m, lr in zip(("lora", "full"), pair)]
+order = [(m, lr) for pair in itertools.zip_longest(lrs["lora"], lrs["full"])
+         for m, lr in zip(("lora", "full"), pair) if lr is not None]
 for method, lr in order:
     if time.perf_counter() - t_start > budget:
         record["skipped"].append({"method": method, "lr": lr, "why": f"over BUDGET_S={budget:g}"})
@@ -132,11 +137,11 @@ for method, marker in (("lora", "o"), ("full", "s")):
 ax.set(xscale="log", xlabel="peak learning rate", ylabel="validation exact match (%)",
        title=f"LR sweep, {steps} steps × {batch}")
 ax.legend(); ax.grid(alpha=0.3); fig.tight_layout()
-fig.savefig(out_dir / "06_gpu_sweep.png", dpi=150)
+fig.savefig(out_dir / f"{png}_sweep.png", dpi=150)
 if best:
-    plot_run([best[m] for m in best], out_dir / "06_gpu_curves.png")
-print(f"wrote {out_dir / 'finetune_gpu.json'} in {record['total_seconds']:.0f} s")
+    plot_run([best[m] for m in best], out_dir / f"{png}_curves.png")
+print(f"wrote {out_dir / json_name} in {record['total_seconds']:.0f} s")
 EOF
 if [ -n "${OUT:-}" ]; then
-  mkdir -p "$OUT" && cp "$FT_DIR/finetune_gpu.json" "$FT_DIR/06_gpu_sweep.png" "$FT_DIR/06_gpu_curves.png" runs/finetune_gpu.log "$OUT/" || true
+  mkdir -p "$OUT" && cp "$FT_DIR"/${FT_JSON:-finetune_gpu.json} "$FT_DIR"/*_sweep.png "$FT_DIR"/*_curves.png runs/finetune_gpu.log "$OUT/" || true
 fi
