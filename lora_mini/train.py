@@ -254,7 +254,7 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
         torch.cuda.reset_peak_memory_stats(device)
     model.train()
     losses = torch.zeros(steps, device=device)          # per-step loss, synced every log_every
-    tokens = torch.zeros((), dtype=torch.long, device=device)   # non-pad tokens seen (all ranks)
+    tokens = torch.zeros((), dtype=torch.long, device=device)   # non-pad tokens since the last flush (this rank)
     logged = state["step"]
     bar = tqdm(total=steps, initial=state["step"], desc="train", disable=not (progress and main_rank))
 
@@ -269,15 +269,16 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
         if values:
             bar.set_postfix(loss=f"{values[-1]:.3f}")
         logged = upto
+        if world > 1:                                   # every rank flushes at the same steps
+            torch.distributed.all_reduce(tokens)
         state["tokens"] += int(tokens.item())
         tokens.zero_()
 
     def step_fn(batch):
         """One training step (forward, backward, clip, AdamW); returns the mean loss (detached)."""
-        # autocast's weight cache must be off inside a CUDA graph (the casts are recorded instead)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=not cuda_graph):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):   # never with cuda_graph (above)
             loss_sum, n_labels = loss_module(batch["input_ids"], batch.get("attention_mask"), batch["labels"],
-                                             **({"static": True} if cuda_graph else {}))
+                                             static=cuda_graph)
         if world > 1:   # mean over the global batch's answer tokens, as one process would compute
             n_labels = n_labels.float()
             torch.distributed.all_reduce(n_labels)
@@ -321,8 +322,6 @@ def train(model: nn.Module, batches, *, steps: int, lr: float, warmup_steps: int
             batch = {k: v.to(device, non_blocking=True) for k, v in cpu_batch.items()}
             mean = step_fn(batch)
             optimizer.zero_grad(set_to_none=True)
-        if world > 1:
-            torch.distributed.all_reduce(n_tokens)
         losses[step] = mean
         tokens += n_tokens.long()
         state["step"] = step + 1
