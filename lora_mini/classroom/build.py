@@ -1,0 +1,42 @@
+"""Writing a chapter's student edition from its source notebook."""
+import os
+from pathlib import Path
+
+import nbformat
+
+from .notebook import CHAPTERS, check_source, executed_cells, first_exercise, leaks, read, student_edition
+from .run import run_cells
+
+
+def build_chapter(source, out_dir=CHAPTERS, execute=True, timeout=120):
+    """Write out_dir/<name>.ipynb, the student edition of source; returns its path.
+
+    Body cells keep the source's outputs. The exercise section's outputs are made fresh by
+    executing the `setup` cells and the exercise cells of the student edition (so no output
+    shows a solution). Written to a temporary file and renamed, so a failed build leaves the
+    old edition in place.
+    """
+    source = Path(source)
+    nb = read(source)
+    student = student_edition(nb, source.name)
+    if leaks(student):
+        raise ValueError(f"{source}: markers left after stripping: {leaks(student)}")
+    start = first_exercise(student)
+    for cell in student.cells[start:]:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    check_source(nb, source.name)
+    if execute:
+        body = {i: student.cells[i].get("outputs") for i in range(start) if student.cells[i].cell_type == "code"}
+        errors = run_cells(student, executed_cells(student), timeout=timeout, cwd=CHAPTERS)
+        for i, outputs in body.items():                 # set-up cells in the body keep the source's outputs
+            student.cells[i].outputs, student.cells[i].execution_count = outputs, nb.cells[i].execution_count
+        bad = {i: e for i, e in errors.items() if e}
+        if bad:
+            raise RuntimeError(f"{source.name}: the student edition raises in cells {bad}; a stub must not "
+                               "raise at the top level and a check must print, not raise")
+    out = Path(out_dir) / source.name
+    tmp = out.with_suffix(".ipynb.tmp")
+    nbformat.write(student, str(tmp))
+    os.replace(tmp, out)
+    return out
