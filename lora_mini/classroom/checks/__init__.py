@@ -101,7 +101,7 @@ def close(got, want, what="the result", tol=None):
     assert tuple(got.shape) == tuple(want.shape), f"{what} has shape {tuple(got.shape)}, expected {tuple(want.shape)}"
     tol = tol if tol is not None else TOL.get(want.dtype, 1e-5)
     scale = max(1.0, float(want.double().abs().max()))
-    err = float((got.double() - want.double()).abs().max())
+    err = float((got.detach().double() - want.detach().double()).abs().max())
     assert err <= tol * scale, f"{what} is off by up to {err:.3g}"
     return err
 
