@@ -59,7 +59,8 @@ def largest_rank_within_test(largest_rank_within):
     for i, cfg in enumerate(_configs()):
         _, n_params = _model_facts(i)
         for frac in (0.01, 0.005, 0.03):
-            want = max((r for r in range(1, 4097) if _lora_count(i, r, ALL) <= frac * n_params), default=0)
+            per_rank = _lora_count(i, 1, ALL)                     # the count is r times this
+            want = max((r for r in range(1, 4097) if r * per_rank <= frac * n_params), default=0)
             got = integer(call(largest_rank_within, cfg, n_params, frac), "largest_rank_within's result")
             assert got == want, (f"(hidden={cfg.hidden_size}, frac={frac}) got r = {got}: at that rank all-linear "
                                  f"LoRA is {'over' if got > want else 'still under'} the budget "
