@@ -165,3 +165,13 @@ def test_grading(ch, tmp_path):
     for key in planted:
         err = wrong["exercises"][key]["error"]
         assert err and "NotImplementedError" not in err, f"{key}: {err}"
+
+
+def test_nbgrader_export(toy, tmp_path):
+    from lora_mini.classroom.nbgrader import export
+    src, _, _ = toy
+    (out,) = export([src], tmp_path)
+    flags = {c["id"]: c.metadata.get("nbgrader") for c in read(out).cells}
+    assert flags["toy-4"]["solution"] and not flags["toy-4"]["grade"]
+    assert flags["toy-5"]["grade"] and flags["toy-5"]["locked"] and flags["toy-5"]["points"] == 1
+    assert flags["toy-7"]["solution"] and flags["toy-7"]["grade"]          # explanation: graded by hand

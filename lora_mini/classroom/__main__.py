@@ -7,6 +7,7 @@ from .build import build_chapter
 from .grade import grade, report
 from .nbgrader import export
 from .notebook import source_notebooks
+from .run import run_all
 
 
 def main(argv=None):
@@ -20,6 +21,8 @@ def main(argv=None):
     g.add_argument("--source", help="the source notebook (default: from the submission's metadata)")
     g.add_argument("--json", action="store_true", help="print the scores as JSON")
     g.add_argument("--timeout", type=int, default=120, help="seconds per cell")
+    e = sub.add_parser("execute", help="execute whole source notebooks in place (from chapters/), then build")
+    e.add_argument("chapters", nargs="*")
     n = sub.add_parser("nbgrader", help="write an nbgrader source folder")
     n.add_argument("out_dir")
     n.add_argument("chapters", nargs="*")
@@ -27,6 +30,10 @@ def main(argv=None):
     if args.cmd == "build":
         for src in source_notebooks(args.chapters):
             print("wrote", build_chapter(src, execute=not args.no_execute))
+    elif args.cmd == "execute":
+        for src in source_notebooks(args.chapters):
+            print("executed", run_all(src))
+            print("wrote", build_chapter(src))
     elif args.cmd == "grade":
         results = [grade(s, args.source, timeout=args.timeout) for s in args.submissions]
         print(json.dumps(results if len(results) > 1 else results[0], indent=1, ensure_ascii=False)

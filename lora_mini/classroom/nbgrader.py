@@ -14,7 +14,7 @@ from .notebook import BEGIN_SOLUTION, exercises, read
 
 
 def _meta(**kw):
-    return dict(schema_version=3, solution=False, grade=False, locked=False, **kw)
+    return {"schema_version": 3, "solution": False, "grade": False, "locked": False, **kw}
 
 
 def nbgrader_notebook(nb):

@@ -50,3 +50,21 @@ def _error_of(cell):
         if out.get("output_type") == "error":
             return f"{out.get('ename')}: {out.get('evalue')}"
     return None
+
+
+def run_all(path, timeout=1800, cwd=CHAPTERS):
+    """Execute a whole notebook in place (stopping at the first error), from cwd, where the student
+    edition runs (chapters/), so that relative paths in the body mean the same in both editions."""
+    import nbformat as nbf
+    nb = nbf.read(str(path), as_version=4)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                            resources={"metadata": {"path": str(cwd)}})
+    with client.setup_kernel(env=env):
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type == "code":
+                client.execute_cell(cell, i)          # raises CellExecutionError on the first failure
+    tmp = path.with_suffix(".ipynb.tmp")
+    nbf.write(nb, str(tmp))
+    os.replace(tmp, path)
+    return path
