@@ -35,6 +35,7 @@ The convention (chapters/solutions/NN_name.ipynb is the source of truth):
 Check helpers for writing `check_N_k` / `grade_N_k` are in `lora_mini.classroom.checks`.
 
     python -m lora_mini.classroom build [01 02 ...]     # write the student editions chapters/NN_*.ipynb
+        [--refresh-sources]                             # (first re-run the sources' exercise cells)
     python -m lora_mini.classroom execute [01 ...]      # run whole sources in place (from chapters/), then build
     python -m lora_mini.classroom grade SUBMISSION.ipynb [--json]
     python -m lora_mini.classroom nbgrader OUTDIR [01 ...]   # an nbgrader "source" folder

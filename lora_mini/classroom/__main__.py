@@ -3,7 +3,7 @@ import argparse
 import json
 import sys
 
-from .build import build_chapter
+from .build import build_chapter, refresh_source
 from .grade import grade, report
 from .nbgrader import export
 from .notebook import source_notebooks
@@ -16,6 +16,8 @@ def main(argv=None):
     b = sub.add_parser("build", help="write the student editions chapters/NN_*.ipynb from chapters/solutions/")
     b.add_argument("chapters", nargs="*", help="chapter numbers (01 02 ...); all if none")
     b.add_argument("--no-execute", action="store_true", help="leave the exercise cells without outputs")
+    b.add_argument("--refresh-sources", action="store_true",
+                   help="first re-run the sources' set-up and exercise cells in place (their ✓ outputs)")
     g = sub.add_parser("grade", help="grade submitted student notebooks")
     g.add_argument("submissions", nargs="+")
     g.add_argument("--source", help="the source notebook (default: from the submission's metadata)")
@@ -29,6 +31,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.cmd == "build":
         for src in source_notebooks(args.chapters):
+            if args.refresh_sources:
+                print("refreshed", refresh_source(src))
             print("wrote", build_chapter(src, execute=not args.no_execute))
     elif args.cmd == "execute":
         for src in source_notebooks(args.chapters):

@@ -40,3 +40,24 @@ def build_chapter(source, out_dir=CHAPTERS, execute=True, timeout=120):
     nbformat.write(student, str(tmp))
     os.replace(tmp, out)
     return out
+
+
+def refresh_source(source, timeout=120):
+    """Re-run the `setup` and exercise cells of a source notebook in place (the answers' ✓ outputs);
+    the body's outputs are left as they are."""
+    source = Path(source)
+    nb = read(source)
+    check_source(nb, source.name)
+    start = first_exercise(nb)
+    body = {i: (nb.cells[i].get("outputs"), nb.cells[i].execution_count) for i in range(start)
+            if nb.cells[i].cell_type == "code"}
+    errors = run_cells(nb, executed_cells(nb), timeout=timeout, cwd=CHAPTERS)
+    bad = {i: e for i, e in errors.items() if e}
+    if bad:
+        raise RuntimeError(f"{source.name}: the solutions fail in cells {bad}")
+    for i, (outputs, count) in body.items():
+        nb.cells[i].outputs, nb.cells[i].execution_count = outputs, count
+    tmp = source.with_suffix(".ipynb.tmp")
+    nbformat.write(nb, str(tmp))
+    os.replace(tmp, source)
+    return source

@@ -12,8 +12,8 @@ from .notebook import CHAPTERS, ROOT
 def run_cells(nb, indices, timeout=120, cwd=CHAPTERS):
     """Execute nb.cells[i] for i in indices, in order, in one kernel; returns {i: error text or None}.
 
-    The cells' outputs are replaced in place (execution counts cleared, so two runs give the same
-    file). A cell that raises, times out or kills the kernel is recorded, and the run goes on; after
+    The cells' outputs are replaced in place; execution counts are the cells' positions in the run
+    (1, 2, ...), so two runs give the same file (nbval needs a count on every cell with outputs). A cell that raises, times out or kills the kernel is recorded, and the run goes on; after
     a dead kernel the remaining cells are recorded as not run.
     """
     sub = nbformat.v4.new_notebook(metadata=copy.deepcopy(nb.metadata))
@@ -38,10 +38,10 @@ def run_cells(nb, indices, timeout=120, cwd=CHAPTERS):
                 errors[i] = "the kernel died"
             except CellExecutionError as e:          # only with allow_errors=False; kept for safety
                 errors[i] = str(e)
-            cell.execution_count = None
+            cell.execution_count = j + 1
             for out in cell.get("outputs", []):
                 if "execution_count" in out:
-                    out["execution_count"] = None
+                    out["execution_count"] = j + 1
     return errors
 
 
