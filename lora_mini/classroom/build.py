@@ -27,19 +27,9 @@ def build_chapter(source, out_dir=CHAPTERS, execute=True, timeout=120):
             cell.outputs, cell.execution_count = [], None
     check_source(nb, source.name)
     if execute:
-        body = {i: student.cells[i].get("outputs") for i in range(start) if student.cells[i].cell_type == "code"}
-        errors = run_cells(student, executed_cells(student), timeout=timeout, cwd=CHAPTERS)
-        for i, outputs in body.items():                 # set-up cells in the body keep the source's outputs
-            student.cells[i].outputs, student.cells[i].execution_count = outputs, nb.cells[i].execution_count
-        bad = {i: e for i, e in errors.items() if e}
-        if bad:
-            raise RuntimeError(f"{source.name}: the student edition raises in cells {bad}; a stub must not "
-                               "raise at the top level and a check must print, not raise")
-    out = Path(out_dir) / source.name
-    tmp = out.with_suffix(".ipynb.tmp")
-    nbformat.write(student, str(tmp))
-    os.replace(tmp, out)
-    return out
+        _run_exercises(student, nb, f"{source.name}: the student edition raises in cells {{}}; a stub must not "
+                                    "raise at the top level and a check must print, not raise", timeout)
+    return _write(student, Path(out_dir) / source.name)
 
 
 def refresh_source(source, timeout=120):
@@ -48,16 +38,26 @@ def refresh_source(source, timeout=120):
     source = Path(source)
     nb = read(source)
     check_source(nb, source.name)
+    _run_exercises(nb, nb, f"{source.name}: the solutions fail in cells {{}}", timeout)
+    return _write(nb, source)
+
+
+def _run_exercises(nb, body_from, failure, timeout):
+    """Run nb's `setup` and exercise cells; the body's cells get back body_from's outputs."""
     start = first_exercise(nb)
-    body = {i: (nb.cells[i].get("outputs"), nb.cells[i].execution_count) for i in range(start)
-            if nb.cells[i].cell_type == "code"}
+    body = {i: (body_from.cells[i].get("outputs"), body_from.cells[i].execution_count) for i in range(start)
+            if body_from.cells[i].cell_type == "code"}
     errors = run_cells(nb, executed_cells(nb), timeout=timeout, cwd=CHAPTERS)
-    bad = {i: e for i, e in errors.items() if e}
-    if bad:
-        raise RuntimeError(f"{source.name}: the solutions fail in cells {bad}")
     for i, (outputs, count) in body.items():
         nb.cells[i].outputs, nb.cells[i].execution_count = outputs, count
-    tmp = source.with_suffix(".ipynb.tmp")
+    bad = {i: e for i, e in errors.items() if e}
+    if bad:
+        raise RuntimeError(failure.format(bad))
+
+
+def _write(nb, path):
+    """Write to a temporary file and rename: a failure leaves the old file in place."""
+    tmp = path.with_suffix(".ipynb.tmp")
     nbformat.write(nb, str(tmp))
-    os.replace(tmp, source)
-    return source
+    os.replace(tmp, path)
+    return path

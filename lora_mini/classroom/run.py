@@ -13,8 +13,9 @@ def run_cells(nb, indices, timeout=120, cwd=CHAPTERS):
     """Execute nb.cells[i] for i in indices, in order, in one kernel; returns {i: error text or None}.
 
     The cells' outputs are replaced in place; execution counts are the cells' positions in the run
-    (1, 2, ...), so two runs give the same file (nbval needs a count on every cell with outputs). A cell that raises, times out or kills the kernel is recorded, and the run goes on; after
-    a dead kernel the remaining cells are recorded as not run.
+    (1, 2, ...), so two runs give the same file (nbval needs a count on every cell with outputs).
+    A cell that raises, times out or kills the kernel is recorded, and the run goes on; after a
+    dead kernel the remaining cells are recorded as not run.
     """
     sub = nbformat.v4.new_notebook(metadata=copy.deepcopy(nb.metadata))
     sub.cells = [nb.cells[i] for i in indices]            # the same cell objects: outputs land in nb
