@@ -1,0 +1,15 @@
+CASES = {
+    "5.1": {"wrong": ["def merge_weight(W, A, B, alpha, r):\n    return W + (alpha // r) * (B @ A)",
+                      "def merge_weight(W, A, B, alpha, r):\n    W += alpha / r * (B @ A)\n    return W",
+                      "def merge_weight(W, A, B, alpha, r):\n    return W + B @ A",
+                      "def merge_weight(W, A, B, alpha, r):\n    return W + alpha / math.sqrt(r) * (B @ A)"],
+            "right": ["def merge_weight(W, A, B, alpha, r):\n    return (W.double() + alpha / r * (B.double() @ A.double())).to(W.dtype)"]},
+    "5.2": {"wrong": ["def lora_state_dict(model):\n    return {n: p for n, p in model.named_parameters() if 'lora_' in n}",
+                      "def lora_state_dict(model):\n    return {n: t.clone() for n, t in model.state_dict().items()}",
+                      "def lora_state_dict(model):\n    return {n: p.detach().clone() for n, p in model.named_parameters() if 'lora_A' in n}"],
+            "right": ["def lora_state_dict(model):\n    return {k: v.clone() for k, v in model.state_dict().items() if 'lora_' in k}"]},
+    "5.3": {"wrong": ["def bf16_spacing(x):\n    return 2.0 ** (torch.floor(torch.log2(x)) - 8)",
+                      "def bf16_spacing(x):\n    return 2.0 ** (torch.round(torch.log2(x)) - 7)",
+                      "def bf16_spacing(x):\n    return 2.0 ** (torch.floor(torch.log2(x)) - 10)"],
+            "right": ["def bf16_spacing(x):\n    m, e = torch.frexp(x)\n    return torch.ldexp(torch.ones_like(x), e - 8)"]},
+}
