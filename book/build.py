@@ -10,11 +10,13 @@ script writes the effective one next to the output: each chapter gets its soluti
 (OPTIONAL) that are absent are left out. Every chapters/NN_*.ipynb must be listed in book/_toc.yml.
 """
 import argparse
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -63,6 +65,35 @@ def effective_toc(root: Path = ROOT) -> dict:
     return toc
 
 
+def _seconds(cell) -> float | None:
+    """A code cell's run time from the execution timestamps Jupyter saved in its metadata."""
+    run = cell.get("metadata", {}).get("execution", {})
+    if "iopub.execute_input" not in run or "shell.execute_reply" not in run:
+        return None
+    start, end = (datetime.fromisoformat(run[k].replace("Z", "+00:00"))
+                  for k in ("iopub.execute_input", "shell.execute_reply"))
+    return (end - start).total_seconds()
+
+
+def chapter_times(root: Path = ROOT) -> str:
+    """A markdown table: each chapter's run time on its last recorded execution, and its needs."""
+    toc = yaml.safe_load((root / "book/_toc.yml").read_text())
+    rows = ["| chapter | run time | longest cell | loads SmolLM2-135M | last executed |",
+            "|---|---:|---:|:---:|---|"]
+    for name in chapter_pages(toc):
+        nb = json.loads((root / f"{name}.ipynb").read_text(encoding="utf8"))
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        times = [t for t in map(_seconds, code) if t is not None]
+        dates = sorted(c["metadata"]["execution"]["iopub.execute_input"][:10]
+                       for c in code if "iopub.execute_input" in c.get("metadata", {}).get("execution", {}))
+        model = any("load_model(" in "".join(c["source"]) for c in code)
+        total = f"{sum(times) / 60:.1f} min" if times else "not recorded"
+        longest = f"{max(times):.0f} s" if times else ""
+        rows.append(f"| [{Path(name).name}]({Path(name).name}.ipynb) | {total} | {longest} | "
+                    f"{'yes' if model else 'no'} | {dates[-1] if dates else ''} |")
+    return "\n".join(rows) + "\n"
+
+
 def vendor_mathjax(dest: Path) -> None:
     """Copy MathJax 3 (es5 build) from the django-static-mathjax package to dest/mathjax."""
     try:
@@ -92,6 +123,7 @@ def build(out: Path = BOOK, quiet: bool = True) -> Path:
     build_dir = out / "_build"
     build_dir.mkdir(parents=True, exist_ok=True)
     vendor_mathjax(BOOK / "_build/_mathjax")   # _config.yml's html_static_path points here
+    (BOOK / "_build/chapter_times.md").write_text(chapter_times())   # included by prerequisites.md
     toc_path = build_dir / "_toc.yml"
     toc_path.write_text(yaml.safe_dump(effective_toc(), sort_keys=False))
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(ROOT),
