@@ -44,6 +44,14 @@ def _add_links(app, pagename, templatename, context, doctree):
         context["body"] = chapter_links(app, pagename) + context["body"]
 
 
+def _fix_solution_self_links(app, docname, source):
+    """A solutions notebook is the source its student edition is built from, so its "Solutions:"
+    line links to solutions/NAME.ipynb relative to chapters/; on its own page that is itself."""
+    if docname.startswith("chapters/solutions/"):
+        source[0] = source[0].replace("](solutions/", "](")
+
+
 def setup(app):
+    app.connect("source-read", _fix_solution_self_links)
     app.connect("html-page-context", _add_links)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
