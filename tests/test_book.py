@@ -347,6 +347,7 @@ def test_colab_setup_tool_is_idempotent():
     colab = _tool("colab_setup")
     source = colab.setup_source()
     nb = nbformat.read(ROOT / "chapters/03_lora_layer_from_scratch.ipynb", as_version=4)
+    nb.cells = [c for c in nb.cells if colab.TAG not in c.get("metadata", {}).get("tags", [])]
     n = len(nb.cells)
     assert colab.add_setup_cell(nb, source) is True
     assert colab.add_setup_cell(nb, source) is False and len(nb.cells) == n + 1

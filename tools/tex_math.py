@@ -5,11 +5,12 @@
 
 Each chapter has a list of exact (old -> new) replacements for its markdown cells (the notation is
 chapters/notation.md: W, ΔW = BA, A: r × in, B: out × r, scale α/r). They apply to
-chapters/NN_*.ipynb and, when present, chapters/solutions/NN_*.ipynb (the sources the student
-editions are built from). `old` matches with any whitespace in place of its spaces (the cells wrap
-lines); fenced and indented code blocks are never touched. A replacement whose `old` is missing
-where its `new` is missing too stops the script with the notebook and the text, before anything is
-written: the chapter changed and the list needs updating. Run it again and nothing changes.
+chapters/solutions/NN_*.ipynb (the source the student edition is built from) and chapters/NN_*.ipynb.
+`old` matches with any whitespace in place of its spaces (the cells wrap lines); fenced and indented
+code blocks are never touched. If a text of R is missing from the chapter's source notebook (the
+solutions one when it exists) and its TeX form is missing too, the script stops with the notebook
+and the text, before anything is written: the chapter changed and the list needs updating. The
+exercise texts (OPTIONAL, still being rewritten) apply where found. Run it again: nothing changes.
 Notebooks are read and written with nbformat.
 """
 import argparse
@@ -80,14 +81,6 @@ R = {  # chapter number -> [(old Unicode text, new TeX text)]
         ("LoRA's low-rank bet is on the update ΔW.", r"LoRA's low-rank bet is on the update $\Delta W$."),
         ("- Rank r costs r·(d + k) numbers: ~36× fewer than d·k for a 576 × 576 matrix at r = 8.",
          r"- Rank $r$ costs $r(d + k)$ numbers: ~36× fewer than $dk$ for a $576 \times 576$ matrix at $r = 8$."),
-        ("returns the closest rank-r matrix to W, using", r"returns the closest rank-$r$ matrix to $W$, using"),
-        ("the smallest r whose top-r singular values keep at least `frac` of Σσ²",
-         r"the smallest $r$ whose top-$r$ singular values keep at least `frac` of $\sum_i \sigma_i^2$"),
-        ("What is the largest rank r at which B·A for one such matrix",
-         r"What is the largest rank $r$ at which $BA$ for one such matrix"),
-        ("what is ‖W − W₂‖_F for W = diag(5, 4, 3, 2, 1) and W₂ its best rank-2 approximation?",
-         r"what is $\lVert W - W_2 \rVert_F$ for $W = \operatorname{diag}(5, 4, 3, 2, 1)$ and $W_2$ its "
-         r"best rank-2 approximation?"),
     ],
     2: [
         ("pretrained weights W are", r"pretrained weights $W$ are"),
@@ -157,7 +150,6 @@ R = {  # chapter number -> [(old Unicode text, new TeX text)]
         ("small next to A's entries ≈ 0.07). With a small α the best lr is large, A moves as much as B,",
          r"small next to $A$'s entries $\approx 0.07$). With a small $\alpha$ the best lr is large, $A$ moves "
          r"as much as $B$,"),
-        ("re-running the sweep with α = 32.", r"re-running the sweep with $\alpha = 32$."),
         ("train only a random d-dimensional subspace of the parameters, θ = θ₀ + P·z with P fixed and "
          "random, and find the smallest d that reaches",
          r"train only a random $d$-dimensional subspace of the parameters, $\theta = \theta_0 + P z$ with $P$ "
@@ -172,24 +164,6 @@ R = {  # chapter number -> [(old Unicode text, new TeX text)]
          r"- $B = 0$ at the start makes the model equal to the base model; only $B$ gets a gradient at step 0."),
         ("- With Adam, α/r makes the early curves", r"- With Adam, $\alpha/r$ makes the early curves"),
         ("best lr falls as r grows.", r"best lr falls as $r$ grows."),
-        ("for x (n × k), W0 (d × k), B (d × r), A (r × k): the base output plus the scaled low-rank path. "
-         "Bonus: never form the d × k matrix B·A.",
-         r"for `x` ($n \times k$), `W0` ($d \times k$), `B` ($d \times r$), `A` ($r \times k$): the base "
-         r"output plus the scaled low-rank path. Bonus: never form the $d \times k$ matrix $BA$."),
-        ("the lowest loss ‖ΔW − ΔW*‖²_F / d a rank-r update can reach in our whitened setup, for "
-         "ΔW* = `delta_w` (d × k).",
-         r"the lowest loss $\lVert \Delta W - \Delta W^* \rVert_F^2 / d$ a rank-$r$ update can reach in our "
-         r"whitened setup, for $\Delta W^*$ = `delta_w` ($d \times k$)."),
-        ("At step 0 (B = 0, A random), which of A and B receives",
-         r"At step 0 ($B = 0$, $A$ random), which of $A$ and $B$ receives"),
-        ("After one step, B₁ = −lr·s·G·Aᵀ with G = ∂L/∂ΔW, so ΔW₁ = s·B₁·A. Which scale s makes the size "
-         "of ΔW₁ independent of r:",
-         r"After one step, $B_1 = -\text{lr} \cdot s \, G A^\top$ with $G = \partial L / \partial \Delta W$, "
-         r"so $\Delta W_1 = s \, B_1 A$. Which scale $s$ makes the size of $\Delta W_1$ independent of $r$:"),
-        ("(Hint: E[AᵀA] = (r / 3k)·I for A uniform in ±1/√k.)",
-         r"(Hint: $\mathbb{E}[A^\top A] = \frac{r}{3k} I$ for $A$ uniform in $\pm 1/\sqrt{k}$.)"),
-        ("compared with A's entries (≈ 0.07)? Which assumption of the α/r argument breaks?",
-         r"compared with $A$'s entries ($\approx 0.07$)? Which assumption of the $\alpha/r$ argument breaks?"),
     ],
     6: [
         ('LoRA r = 16 on every linear layer (`"all-linear"`), α = 32, peak LR 2·10⁻³,',
@@ -218,14 +192,6 @@ R = {  # chapter number -> [(old Unicode text, new TeX text)]
          "random. For claim 7 we need W,",
          r"how much of $A_8$'s $i$-th direction lies in $A_{64}$'s top 8: 1 means shared, about "
          r"$8/576 \approx 0.014$ means random. For claim 7 we need $W$,"),
-        ("(in log₁₀ LR)", r"(in $\log_{10}$ LR)"),
-        ("adds r·(576 + 576) for q and o and r·(576 + 192) for k and v in each layer.",
-         r"adds $r(576 + 576)$ for q and o and $r(576 + 192)$ for k and v in each layer."),
-        ("= ‖ΔW‖_F / ‖Uᵀ W V‖_F with U (out × r) and V (in × r) the top-r left and right singular vectors "
-         "of ΔW.",
-         r"$= \lVert \Delta W \rVert_F / \lVert U^\top W V \rVert_F$ with $U$ ($\text{out} \times r$) and $V$ "
-         r"($\text{in} \times r$) the top-$r$ left and right singular vectors of $\Delta W$."),
-        ("The loss is (log₁₀ LR + 1.5)².", r"The loss is $(\log_{10} \text{LR} + 1.5)^2$."),
     ],
     9: [
         ("full fine-tuning costs about 3·d² multiply-adds per token (forward, grad of the input, grad of W) "
@@ -270,6 +236,108 @@ R = {  # chapter number -> [(old Unicode text, new TeX text)]
         ("the concatenation [W' | s·B].", r"the concatenation $[W' \mid sB]$."),
         ("when N ≫ d", r"when $N \gg d$"),
         ("compute h = x Aᵀ in the same pass", r"compute $h = x A^\top$ in the same pass"),
+    ],
+}
+
+# Exercise texts are still being rewritten: these apply where found and are never required.
+# Both the earlier and the current wording are listed.
+OPTIONAL = {
+    1: [
+        ("returns the closest rank-r matrix to W, using", r"returns the closest rank-$r$ matrix to $W$, using"),
+        ("the smallest r whose top-r singular values keep at least `frac` of Σσ²",
+         r"the smallest $r$ whose top-$r$ singular values keep at least `frac` of $\sum_i \sigma_i^2$"),
+        ("What is the largest rank r at which B·A for one such matrix",
+         r"What is the largest rank $r$ at which $BA$ for one such matrix"),
+        ("what is ‖W − W₂‖_F for W = diag(5, 4, 3, 2, 1) and W₂ its best rank-2 approximation?",
+         r"what is $\lVert W - W_2 \rVert_F$ for $W = \operatorname{diag}(5, 4, 3, 2, 1)$ and $W_2$ its "
+         r"best rank-2 approximation?"),
+        ("the rank-r matrix closest to `W` (d × k) in the Frobenius norm",
+         r"the rank-$r$ matrix closest to `W` ($d \times k$) in the Frobenius norm"),
+        ("smallest r such that the top-r singular values keep at least `frac` of the energy Σσᵢ²",
+         r"smallest $r$ such that the top-$r$ singular values keep at least `frac` of the energy $\sum_i \sigma_i^2$"),
+        ("A LoRA update B·A for one d × k matrix W has a parameter count that grows with r.",
+         r"A LoRA update $BA$ for one $d \times k$ matrix $W$ has a parameter count that grows with $r$."),
+        ("the largest r (at most min(d, k)) at which B·A has *strictly fewer*",
+         r"the largest $r$ (at most $\min(d, k)$) at which $BA$ has *strictly fewer*"),
+        ("(0 if even r = 1 does not fit)", r"(0 if even $r = 1$ does not fit)"),
+        ("count the entries of A (r × k) and B (d × r).", r"count the entries of $A$ ($r \times k$) and $B$ ($d \times r$)."),
+    ],
+    2: [
+        ("re-running the sweep with α = 32.", r"re-running the sweep with $\alpha = 32$."),
+        ("for x (n × k), W0 (d × k), B (d × r), A (r × k): the base output plus the scaled low-rank path. "
+         "Bonus: never form the d × k matrix B·A.",
+         r"for `x` ($n \times k$), `W0` ($d \times k$), `B` ($d \times r$), `A` ($r \times k$): the base "
+         r"output plus the scaled low-rank path. Bonus: never form the $d \times k$ matrix $BA$."),
+        ("the lowest loss ‖ΔW − ΔW*‖²_F / d a rank-r update can reach in our whitened setup, for "
+         "ΔW* = `delta_w` (d × k).",
+         r"the lowest loss $\lVert \Delta W - \Delta W^* \rVert_F^2 / d$ a rank-$r$ update can reach in our "
+         r"whitened setup, for $\Delta W^*$ = `delta_w` ($d \times k$)."),
+        ("At step 0 (B = 0, A random), which of A and B receives",
+         r"At step 0 ($B = 0$, $A$ random), which of $A$ and $B$ receives"),
+        ("After one step, B₁ = −lr·s·G·Aᵀ with G = ∂L/∂ΔW, so ΔW₁ = s·B₁·A. Which scale s makes the size "
+         "of ΔW₁ independent of r:",
+         r"After one step, $B_1 = -\text{lr} \cdot s \, G A^\top$ with $G = \partial L / \partial \Delta W$, "
+         r"so $\Delta W_1 = s \, B_1 A$. Which scale $s$ makes the size of $\Delta W_1$ independent of $r$:"),
+        ("(Hint: E[AᵀA] = (r / 3k)·I for A uniform in ±1/√k.)",
+         r"(Hint: $\mathbb{E}[A^\top A] = \frac{r}{3k} I$ for $A$ uniform in $\pm 1/\sqrt{k}$.)"),
+        ("compared with A's entries (≈ 0.07)? Which assumption of the α/r argument breaks?",
+         r"compared with $A$'s entries ($\approx 0.07$)? Which assumption of the $\alpha/r$ argument breaks?"),
+        ("for x (n × k), W0 (d × k), B (d × r), A (r × k): the base output x W0ᵀ plus the low-rank path, "
+         "scaled by α/r where r is the rank of the update.",
+         r"for `x` ($n \times k$), `W0` ($d \times k$), `B` ($d \times r$), `A` ($r \times k$): the base output "
+         r"$x W_0^\top$ plus the low-rank path, scaled by $\alpha/r$ where $r$ is the rank of the update."),
+        ("Bonus: never form the d × k matrix B·A.", r"Bonus: never form the $d \times k$ matrix $BA$."),
+        ("**Hint:** read r off A's shape; α may be an int or a float.",
+         r"**Hint:** read $r$ off `A`'s shape; $\alpha$ may be an int or a float."),
+        ("the loss of an update ΔW is ‖ΔW − ΔW*‖²_F / d.",
+         r"the loss of an update $\Delta W$ is $\lVert \Delta W - \Delta W^* \rVert_F^2 / d$."),
+        ("the lowest loss any rank-r ΔW can reach, for ΔW* = `delta_w` (d × k),",
+         r"the lowest loss any rank-$r$ $\Delta W$ can reach, for $\Delta W^*$ = `delta_w` ($d \times k$),"),
+        ("For the loss L = ½ ‖x W0ᵀ + (α/r) x Aᵀ Bᵀ − y‖²_F (x: n × k, y: n × d, W0: d × k, A: r × k, "
+         "B: d × r),",
+         r"For the loss $L = \tfrac{1}{2} \lVert x W_0^\top + \tfrac{\alpha}{r} x A^\top B^\top - y \rVert_F^2$ "
+         r"($x$: $n \times k$, $y$: $n \times d$, $W_0$: $d \times k$, $A$: $r \times k$, $B$: $d \times r$),"),
+        ("= (∂L/∂A, ∂L/∂B)", r"$= (\partial L / \partial A, \partial L / \partial B)$"),
+        ("at the start of training, when B = 0?", r"at the start of training, when $B = 0$?"),
+        ("write G = ∂L/∂ŷ (n × d) for the output ŷ;",
+         r"write $G = \partial L / \partial \hat y$ ($n \times d$) for the output $\hat y$;"),
+        ("start from B = 0, A with entries uniform in ±1/√k.",
+         r"start from $B = 0$, $A$ with entries uniform in $\pm 1/\sqrt{k}$."),
+        ("After one step, B₁ = −lr·s·G·Aᵀ with G = ∂L/∂ΔW, so ΔW₁ = s·B₁·A. Derive how the size of ΔW₁ "
+         "depends on r and on the scale s, and say which s — 1, α/r or α/√r — makes it independent of r.",
+         r"After one step, $B_1 = -\text{lr} \cdot s \, G A^\top$ with $G = \partial L / \partial \Delta W$, "
+         r"so $\Delta W_1 = s \, B_1 A$. Derive how the size of $\Delta W_1$ depends on $r$ and on the scale "
+         r"$s$, and say which $s$ — $1$, $\alpha/r$ or $\alpha/\sqrt{r}$ — makes it independent of $r$."),
+        ("(3–6 sentences; E[AᵀA] = (r / 3k)·I helps.)",
+         r"(3–6 sentences; $\mathbb{E}[A^\top A] = \frac{r}{3k} I$ helps.)"),
+    ],
+    7: [
+        ("(in log₁₀ LR)", r"(in $\log_{10}$ LR)"),
+        ("adds r·(576 + 576) for q and o and r·(576 + 192) for k and v in each layer.",
+         r"adds $r(576 + 576)$ for q and o and $r(576 + 192)$ for k and v in each layer."),
+        ("= ‖ΔW‖_F / ‖Uᵀ W V‖_F with U (out × r) and V (in × r) the top-r left and right singular vectors "
+         "of ΔW.",
+         r"$= \lVert \Delta W \rVert_F / \lVert U^\top W V \rVert_F$ with $U$ ($\text{out} \times r$) and $V$ "
+         r"($\text{in} \times r$) the top-$r$ left and right singular vectors of $\Delta W$."),
+        ("The loss is (log₁₀ LR + 1.5)².", r"The loss is $(\log_{10} \text{LR} + 1.5)^2$."),
+        ("**log₁₀ LR**", r"**$\log_{10}$ LR**"),
+        ("returns a, b, c of a·x² + b·x + c, whose vertex is at x = −b / (2a).",
+         r"returns $a, b, c$ of $a x^2 + b x + c$, whose vertex is at $x = -b / (2a)$."),
+        ("LoRA on a layer with an out × in weight trains r · (in + out) parameters;",
+         r"LoRA on a layer with an $\text{out} \times \text{in}$ weight trains $r(\text{in} + \text{out})$ parameters;"),
+        ("Section 7 asks whether the update ΔW amplifies directions that W already has.",
+         r"Section 7 asks whether the update $\Delta W$ amplifies directions that $W$ already has."),
+        ("= ‖ΔW‖_F / ‖Uᵀ W V‖_F, where U (out × r) and V (in × r) hold the top-r left and right singular "
+         "vectors **of ΔW** (not of W). W and ΔW are out × in,",
+         r"$= \lVert \Delta W \rVert_F / \lVert U^\top W V \rVert_F$, where $U$ ($\text{out} \times r$) and $V$ "
+         r"($\text{in} \times r$) hold the top-$r$ left and right singular vectors **of $\Delta W$** (not of "
+         r"$W$). $W$ and $\Delta W$ are $\text{out} \times \text{in}$,"),
+        ("returns U, S, Vh with V = Vhᵀ;", r"returns `U, S, Vh` with $V = V_h^\top$;"),
+        ("for loss = (log₁₀ LR + 1.5)² from a start", r"for $\text{loss} = (\log_{10} \text{LR} + 1.5)^2$ from a start"),
+        ("ΔW = (α/r)·B·A, A random and B = 0 at the start, trained with Adam.",
+         r"$\Delta W = \frac{\alpha}{r} BA$, $A$ random and $B = 0$ at the start, trained with Adam."),
+    ],
+    9: [
         ("for one d×d matrix with", r"for one $d \times d$ matrix with"),
         ("for y = x Wᵀ + s (x Aᵀ) Bᵀ", r"for $y = x W^\top + s\,(x A^\top) B^\top$"),
         ("given the upstream gradient g (N × out)", r"given the upstream gradient $g$ ($N \times \text{out}$)"),
@@ -277,6 +345,22 @@ R = {  # chapter number -> [(old Unicode text, new TeX text)]
          "activation.",
          r"$d \times d$ weight-gradient GEMM ($2Nd^2$ FLOPs) takes as long as `passes` extra passes over an "
          r"$N \times d$ activation."),
+        ("For a layer y = x Wᵀ (W: d_out × d_in) in the middle",
+         r"For a layer $y = x W^\top$ ($W$: $d_{\text{out}} \times d_{\text{in}}$) in the middle"),
+        ("Naive LoRA, y = x Wᵀ + s·(x Aᵀ) Bᵀ with W frozen,", r"Naive LoRA, $y = x W^\top + s\,(x A^\top) B^\top$ with $W$ frozen,"),
+        ("(N × d_in)·(d_in × d_out) costs 2·N·d_in·d_out.",
+         r"$(N \times d_{\text{in}}) \cdot (d_{\text{in}} \times d_{\text{out}})$ costs $2 N d_{\text{in}} d_{\text{out}}$."),
+        ("For y = x Wᵀ + s·(x Aᵀ) Bᵀ (x: N × in, W: out × in, A: r × in, B: out × r) and the upstream gradient "
+         "g = ∂L/∂y (N × out),",
+         r"For $y = x W^\top + s\,(x A^\top) B^\top$ ($x$: $N \times \text{in}$, $W$: $\text{out} \times \text{in}$, "
+         r"$A$: $r \times \text{in}$, $B$: $\text{out} \times r$) and the upstream gradient "
+         r"$g = \partial L / \partial y$ ($N \times \text{out}$),"),
+        ("compute g·B (N × r) once;", r"compute $gB$ ($N \times r$) once;"),
+        ("A d × d weight-gradient GEMM over N tokens does 2·N·d² FLOPs; `passes` extra passes over an N × d "
+         "activation move passes·N·d·`bytes_per_elem` bytes.",
+         r"A $d \times d$ weight-gradient GEMM over $N$ tokens does $2Nd^2$ FLOPs; `passes` extra passes over an "
+         r"$N \times d$ activation move $\text{passes} \cdot N d \,\cdot$ `bytes_per_elem` bytes."),
+        ("the width d at which the GEMM", r"the width $d$ at which the GEMM"),
     ],
 }
 
@@ -320,16 +404,19 @@ def replace_once_safe(text: str, old: str, new: str) -> tuple[str, bool]:
     return "".join(out), found
 
 
-def convert(nb, chapter: int, where: str) -> int:
-    """Apply chapter's replacements to nb's markdown cells in memory; return how many cells changed."""
+def convert(nb, chapter: int, where: str, required: bool = True) -> int:
+    """Apply the chapter's replacements to nb's markdown cells in memory; return how many cells
+    changed. With `required`, every text of R[chapter] must be there (as Unicode or as TeX)."""
     cells = [c for c in nb.cells if c.cell_type == "markdown"]
     sources = [c.source for c in cells]
-    for old, new in R[chapter]:
+    pairs = [(old, new, required) for old, new in R[chapter]] + \
+            [(old, new, False) for old, new in OPTIONAL.get(chapter, [])]
+    for old, new, must in pairs:
         found = False
         for i, text in enumerate(sources):
             sources[i], hit = replace_once_safe(text, old, new)
             found = found or hit
-        if not found:
+        if must and not found:
             raise MissingText(f"{where}: expected text not found (nor its TeX form):\n  {old!r}\n"
                               f"The chapter changed: update tools/tex_math.py's list for chapter {chapter}.")
     changed = 0
@@ -340,8 +427,10 @@ def convert(nb, chapter: int, where: str) -> int:
 
 
 def notebooks(root: Path, chapter: int) -> list[Path]:
+    """The chapter's notebooks, its source first: chapters/solutions/NN_*.ipynb when it exists
+    (the student edition is built from it), else chapters/NN_*.ipynb."""
     found = []
-    for folder in (root / "chapters", root / "chapters" / "solutions"):
+    for folder in (root / "chapters" / "solutions", root / "chapters"):
         found += sorted(folder.glob(f"{chapter:02d}_*.ipynb"))
     return found
 
@@ -349,16 +438,21 @@ def notebooks(root: Path, chapter: int) -> list[Path]:
 def main(argv=None, root: Path = ROOT) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if anything would")
+    parser.add_argument("--only", type=int, nargs="*", help="only these chapter numbers")
+    parser.add_argument("--root", type=Path, default=root, help="the repository (default: this one)")
     args = parser.parse_args(argv)
+    root = args.root.resolve()
     edits = []
     for chapter in R:
         paths = notebooks(root, chapter)
+        if args.only and chapter not in args.only:
+            continue
         if not paths:
             raise SystemExit(f"no chapters/{chapter:02d}_*.ipynb under {root}")
-        for path in paths:
+        for k, path in enumerate(paths):
             nb = nbformat.read(path, as_version=4)
             try:
-                changed = convert(nb, chapter, str(path.relative_to(root)))
+                changed = convert(nb, chapter, str(path.relative_to(root)), required=k == 0)
             except MissingText as err:
                 raise SystemExit(str(err)) from None
             edits.append((path, nb, changed))
