@@ -107,9 +107,10 @@ PAGE_FACTS_JS = """(skip) => {
 def check_page(page, url: str, problems: list) -> dict:
     """Open one page, wait for MathJax, and append what is wrong to `problems`."""
     name = urlsplit(url).path
-    page.goto(url, wait_until="networkidle")
+    page.goto(url, wait_until="networkidle")             # index.html redirects: wait for the page
     page.evaluate("async () => { const M = window.MathJax;"
-                  " if (M && M.startup && M.startup.promise) await M.startup.promise; }")
+                  " if (M && M.startup && M.startup.promise) await M.startup.promise;"
+                  " await document.fonts.ready; }")
     facts = page.evaluate(PAGE_FACTS_JS, SKIP_TEXT)
     for text in facts["untypeset"]:
         problems.append(f"{name}: math not typeset: {text!r}")
