@@ -1,4 +1,4 @@
-"""lora_mini.train: the schedule, the answer-only loss, the loop (LoRA and full), checkpoints."""
+"""lora_mini.lab.trainer: the schedule, the answer-only loss, the loop (LoRA and full), checkpoints."""
 import copy
 import json
 import os
@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from lora_mini import apply_lora, lora_modules, tiny_model
-from lora_mini.tasks import IGNORE, batches
-from lora_mini.train import AnswerLoss, lr_factor, train
+from lora_mini.lab.tasks import IGNORE, batches
+from lora_mini.lab.checkpoint import CheckpointError
+from lora_mini.lab.trainer import AnswerLoss, lr_factor, train
 
 
 def toy_data(n=64, seed=0):
@@ -105,14 +106,14 @@ def test_errors_name_the_problem(tmp_path):
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable"):
         train(model, iter([]), steps=1, lr=1e-3)
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
         train(apply_lora(tiny_model("llama"), "all-linear", 4, 8), iter([]), steps=1, lr=1e-3,
               checkpoint_dir=tmp_path / "none", resume=True)
 
 
 def test_cli_parses_the_documented_options():
     import argparse
-    from lora_mini.train import add_arguments
+    from lora_mini.lab.commands import add_arguments
     p = argparse.ArgumentParser()
     add_arguments(p)
     a = p.parse_args(["--method", "full", "--rank", "8", "--alpha", "16", "--lr", "1e-4", "--steps", "5",
@@ -126,7 +127,7 @@ def test_cli_parses_the_documented_options():
 @pytest.mark.slow
 def test_finetune_job_end_to_end(smollm, tmp_path):
     from lora_mini.io import load_adapter
-    from lora_mini.train import finetune, summary
+    from lora_mini.lab.finetune import finetune, summary
     model, tok = smollm
     res = finetune(copy.deepcopy(model), tok, method="lora", rank=4, alpha=8, lr=2e-3, steps=2, batch_size=4,
                    digits=(2, 2), n_train=40, n_test=4, n_val=4, eval_every=1, out=tmp_path, progress=False)
@@ -140,7 +141,7 @@ def test_finetune_job_end_to_end(smollm, tmp_path):
 
 
 def test_cpu_threads_uses_free_cores_or_omp_num_threads(monkeypatch):
-    from lora_mini.train import cpu_threads
+    from lora_mini.lab.trainer import cpu_threads
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert cpu_threads() == (os.cpu_count() or 1)                   # idle: every core
