@@ -65,7 +65,8 @@ def add_arguments(p) -> None:
     g.add_argument("--train-on-all", action="store_true", help="train on prompt tokens too, not only replies")
     g.add_argument("--max-length", type=int, default=512, help="tokens per example (longer ones are truncated)")
     g = p.add_argument_group("model, device and outputs")
-    g.add_argument("--model", default="smollm2-135m-instruct", help="model name, .gguf file or hub id")
+    g.add_argument("--model", default="smollm2-135m-instruct", help="smollm2-135m-instruct, a .gguf file, a hub id, "
+                   "or tiny (a random 2-layer model for smoke runs)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     g.add_argument("--out", default="runs/finetune", help="folder for results.json, plot.png, adapter/, checkpoint/")
     g.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
@@ -103,6 +104,8 @@ def config_from_args(args) -> FinetuneConfig:
     given = {"steps": args.steps, "batch_size": args.batch_size, "warmup_steps": args.warmup,
              "eval_every": args.eval_every,
              "lr": args.lr if args.lr is not None else (FULL_FT_LR[name] if args.method == "full" else None)}
+    if args.warmup is None and args.steps is not None:       # the preset's warm-up, never past --steps
+        given["warmup_steps"] = min(base.train.warmup_steps, args.steps)
     train = replace(base.train, **{k: v for k, v in given.items() if v is not None}, schedule=args.schedule,
                     weight_decay=args.weight_decay, grad_clip=args.grad_clip, seed=args.seed, strategy=strategy,
                     precision=args.precision, budget_s=args.budget, checkpoint_every=args.checkpoint_every)
@@ -128,7 +131,13 @@ def check_before_loading(cfg: FinetuneConfig, args) -> None:
     from .outputs import check_out_folder
     from .system import check_device
     from .tasks import AdditionTask
+    from .trainer import resolve_precision
     check_device(cfg.device)
+    try:
+        resolve_precision(cfg.train.precision, resolve_device(cfg.device))
+    except ValueError as e:
+        from .config import ConfigError
+        raise ConfigError(str(e)) from None
     if args.resume and args.overwrite:
         from .config import ConfigError
         raise ConfigError("--resume and --overwrite contradict each other: --resume keeps the run in --out")
@@ -157,7 +166,14 @@ def _load(cfg: FinetuneConfig, device: str):
         torch.set_num_threads(cpu_threads())
     dtype = model_dtype(resolve_precision(cfg.train.precision, device), cfg.lora.method)
     t0 = time.perf_counter()
-    model, tok = load_model(cfg.model, device=device, dtype=dtype)
+    if cfg.model == "tiny":                 # a random 2-layer llama + a character tokenizer: smoke runs, tests
+        from ..models import tiny_model
+        from .tasks import char_tokenizer
+        tok = char_tokenizer()
+        model = tiny_model("llama", vocab_size=len(tok), initializer_range=0.2, pad_token_id=tok.pad_token_id,
+                           eos_token_id=tok.eos_token_id).to(device=device, dtype=dtype)
+    else:
+        model, tok = load_model(cfg.model, device=device, dtype=dtype)
     return model, tok, time.perf_counter() - t0
 
 
