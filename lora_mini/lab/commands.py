@@ -141,7 +141,9 @@ def check_before_loading(cfg: FinetuneConfig, args) -> None:
     if args.resume and args.overwrite:
         from .config import ConfigError
         raise ConfigError("--resume and --overwrite contradict each other: --resume keeps the run in --out")
-    check_out_folder(cfg.out, overwrite=args.overwrite, resume=args.resume)
+    from .distributed import launched_rank
+    if launched_rank() == 0:                           # under torchrun rank 0 alone writes (and locks) --out
+        check_out_folder(cfg.out, overwrite=args.overwrite, resume=args.resume)
     if args.resume and not (Path(cfg.out) / "checkpoint").is_dir() and not (Path(cfg.out) / "checkpoint.tmp").is_dir():
         from .checkpoint import CheckpointError
         raise CheckpointError(f"--resume: no checkpoint in {cfg.out}/checkpoint; run without --resume first")
@@ -158,22 +160,27 @@ def check_before_loading(cfg: FinetuneConfig, args) -> None:
                               f"of {cfg.task.digits[0]}-{cfg.task.digits[1]} digits; use fewer or more --digits")
 
 
+def load_base(name: str, device: str, dtype):
+    """(model, tokenizer): load_model(name), or for "tiny" a random 2-layer llama + a character tokenizer."""
+    if name != "tiny":
+        from ..models import load_model
+        return load_model(name, device=device, dtype=dtype)
+    from ..models import tiny_model
+    from .tasks import char_tokenizer
+    tok = char_tokenizer()
+    model = tiny_model("llama", vocab_size=len(tok), initializer_range=0.2, pad_token_id=tok.pad_token_id,
+                       eos_token_id=tok.eos_token_id)
+    return model.to(device=device, dtype=dtype), tok
+
+
 def _load(cfg: FinetuneConfig, device: str):
     import torch
-    from ..models import load_model
     from .trainer import cpu_threads, model_dtype, resolve_precision
     if device == "cpu":
         torch.set_num_threads(cpu_threads())
     dtype = model_dtype(resolve_precision(cfg.train.precision, device), cfg.lora.method)
     t0 = time.perf_counter()
-    if cfg.model == "tiny":                 # a random 2-layer llama + a character tokenizer: smoke runs, tests
-        from ..models import tiny_model
-        from .tasks import char_tokenizer
-        tok = char_tokenizer()
-        model = tiny_model("llama", vocab_size=len(tok), initializer_range=0.2, pad_token_id=tok.pad_token_id,
-                           eos_token_id=tok.eos_token_id).to(device=device, dtype=dtype)
-    else:
-        model, tok = load_model(cfg.model, device=device, dtype=dtype)
+    model, tok = load_base(cfg.model, device, dtype)
     return model, tok, time.perf_counter() - t0
 
 
