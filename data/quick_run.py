@@ -66,7 +66,7 @@ def run(args) -> dict:
     res = train(model, it, steps=args.steps, lr=args.lr, warmup_steps=args.warmup, log_every=4, progress=True)
     after = evaluate_replies(model, tok, split, n_samples=6, max_new_tokens=args.max_new_tokens)
     loss_after = val_loss(model, split.val, tok.pad_token_id)
-    return {"config": vars(args), "data": split.stats, "threads": torch.get_num_threads(),
+    return {"config": {k: v for k, v in vars(args).items() if k != "out"}, "data": split.stats, "threads": torch.get_num_threads(),
             "load_seconds": load_s, "eval_seconds_before": eval_s, "train_seconds": res["train_seconds"],
             "exact_match_before": before["exact_match"], "exact_match_after": after["exact_match"],
             "by_kind_before": per_kind(split, before), "by_kind_after": per_kind(split, after),

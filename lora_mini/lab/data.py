@@ -183,14 +183,15 @@ def _string(value, what: str, where: str, empty_ok: bool = False) -> str:
 def check_messages(messages, where: str) -> list:
     """A chat's message list, checked: roles, order, string contents, a non-empty last answer."""
     if not isinstance(messages, list) or not messages:
-        raise DataError(f"{where}: 'messages' must be a non-empty list of {{\"role\", \"content\"}} objects")
+        raise DataError(f"{where}: 'messages' must be a non-empty list of {{\"role\", \"content\"}} objects — "
+                        'write e.g. [{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}]')
     out = []
     for i, m in enumerate(messages):
         what = f"messages[{i}]"
         if not isinstance(m, dict) or set(m) != {"role", "content"}:
             got = sorted(m) if isinstance(m, dict) else type(m).__name__
             raise DataError(f"{where}: {what} must be an object with exactly the keys 'role' and 'content', "
-                            f"got {got}")
+                            f"got {got} — write {{\"role\": \"user\", \"content\": \"...\"}}")
         role = m["role"]
         if role not in ROLES:
             raise DataError(f"{where}: {what} has role {role!r}, which the chat template does not know — "

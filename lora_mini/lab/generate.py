@@ -187,3 +187,141 @@ def generate_replies(model, tokenizer, conversations: list, cfg: GenerateConfig 
                             rows[j].append(t)
             replies += [tokenizer.decode(r, skip_special_tokens=True) for r in rows]
     return replies
+
+
+# ----------------------------------------------------------------------------- loading a tuned model
+
+
+def adapter_folder(path) -> Path:
+    """The adapter folder: `path` itself, or `path`/adapter for a finetune output folder."""
+    from lora_mini.io import CONFIG, PEFT_CONFIG
+    path = Path(path)
+    for folder in (path, path / "adapter"):
+        if (folder / CONFIG).is_file() or (folder / PEFT_CONFIG).is_file():
+            return folder
+    raise FileNotFoundError(f"{path} holds no adapter ({CONFIG} or {PEFT_CONFIG}); pass the folder that "
+                            "finetune wrote (its adapter/ folder), e.g. --adapter runs/finetune/adapter")
+
+
+def adapter_base_model(folder) -> str | None:
+    """The base model an adapter folder records (lora_mini's 'base_model', PEFT's 'base_model_name_or_path')."""
+    from lora_mini.io import CONFIG, PEFT_CONFIG
+    folder = Path(folder)
+    for name, key in ((CONFIG, "base_model"), (PEFT_CONFIG, "base_model_name_or_path")):
+        if (folder / name).is_file():
+            return json.loads((folder / name).read_text()).get(key)
+    return None
+
+
+def model_to_load(recorded: str | None) -> str:
+    """What load_model should load for a recorded base: SmolLM2 from the offline GGUF by default."""
+    from lora_mini.models import DEFAULT_MODEL, HUB_ID
+    return DEFAULT_MODEL if recorded in (None, HUB_ID) else recorded
+
+
+def load_tuned(adapter=None, model_name: str | None = None, base_only: bool = False,
+               device: str | None = None, dtype: torch.dtype | None = None):
+    """(model, tokenizer, description): the adapter's base model (or `model_name`), with the adapter.
+
+    base_only=True loads the same base model and leaves the adapter out (for comparing).
+    """
+    from lora_mini import load_adapter, load_model
+    folder = adapter_folder(adapter) if adapter is not None else None
+    name = model_name or model_to_load(adapter_base_model(folder) if folder is not None else None)
+    model, tok = load_model(name, device=device, dtype=dtype)
+    if folder is None or base_only:
+        return model, tok, f"{name} (base model, no adapter)"
+    load_adapter(model, folder)
+    return model, tok, f"{name} + adapter {folder}"
+
+
+def _dtype(name: str | None):
+    return None if name in (None, "auto") else {"float32": torch.float32, "bfloat16": torch.bfloat16,
+                                                 "float16": torch.float16}[name]
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def add_common_arguments(p) -> None:
+    p.add_argument("--adapter", default=None, help="adapter folder written by finetune (its adapter/ folder)")
+    p.add_argument("--base", action="store_true", help="run the base model without the adapter (to compare)")
+    p.add_argument("--model", default=None, help="base model (default: the one the adapter records; SmolLM2)")
+    p.add_argument("--system", default=None, help="a system message (default: the chat template's own)")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (deterministic); > 0: sample")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: keep tokens up to this mass")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+
+
+def add_arguments(p) -> None:
+    """`generate`: one reply to one prompt, streamed to stdout."""
+    p.add_argument("prompt", help="the user's message")
+    add_common_arguments(p)
+
+
+def add_chat_arguments(p) -> None:
+    """`chat`: an interactive conversation on stdin/stdout."""
+    add_common_arguments(p)
+
+
+def setup(args):
+    """(model, tokenizer, GenerateConfig, first messages) from the parsed options."""
+    from lora_mini.models import default_device
+    cfg = GenerateConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                         top_p=args.top_p, seed=args.seed)
+    if args.adapter is None and not args.base:
+        raise SystemExit("pass --adapter DIR (the folder finetune wrote), or --base for the base model alone")
+    device = default_device() if args.device == "auto" else args.device
+    model, tok, what = load_tuned(args.adapter, args.model, args.base, device, _dtype(args.dtype))
+    if args.adapter is not None and not args.base:
+        from lora_mini import merge
+        merge(model)                                   # W + (α/r)·B·A: decoding costs what the base costs
+    print(f"[{what}]", file=sys.stderr)
+    system = [] if args.system is None else [{"role": "system", "content": args.system}]
+    return model, tok, cfg, system
+
+
+def main(args) -> int:
+    model, tok, cfg, messages = setup(args)
+    for piece in stream_reply(model, tok, messages + [{"role": "user", "content": args.prompt}], cfg):
+        print(piece, end="", flush=True)
+    print()
+    return 0
+
+
+def chat_loop(model, tokenizer, cfg: GenerateConfig, messages: list, stdin, stdout) -> list:
+    """Read user lines from stdin, stream replies to stdout; /exit (or end of input) leaves,
+    /reset starts over. Returns the conversation."""
+    start = list(messages)
+    stdout.write("Type a message and press Enter. /reset starts over, /exit leaves.\n")
+    while True:
+        stdout.write("you> ")
+        stdout.flush()
+        line = stdin.readline()
+        if not line or line.strip() in ("/exit", "/quit"):
+            stdout.write("\n" if not line else "")
+            return messages
+        line = line.strip()
+        if line == "/reset":
+            messages = list(start)
+            continue
+        if not line:
+            continue
+        messages.append({"role": "user", "content": line})
+        stdout.write("assistant> ")
+        pieces = []
+        for piece in stream_reply(model, tokenizer, messages, cfg):
+            stdout.write(piece)
+            stdout.flush()
+            pieces.append(piece)
+        stdout.write("\n")
+        messages.append({"role": "assistant", "content": "".join(pieces)})
+
+
+def chat_main(args) -> int:
+    model, tok, cfg, messages = setup(args)
+    chat_loop(model, tok, cfg, messages, sys.stdin, sys.stdout)
+    return 0
