@@ -16,6 +16,7 @@ is refused unless overwrite=True.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -95,6 +96,7 @@ def export_merged(model, tokenizer, out, overwrite: bool = False, verify: bool =
     if dtype is not None:
         model.to(dtype)
     plain_config(model)
+    tokenizer = copy.deepcopy(tokenizer)              # set_generation may fix its eos: not the caller's
     set_generation(model, tokenizer)
     dtype = next(model.parameters()).dtype
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -101,11 +101,11 @@ def decode(model, prompts: list[list[int]], cfg: GenerateConfig, stop: list[int]
     stop_t = torch.tensor(stop, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-    for _ in range(cfg.max_new_tokens):
+    for step in range(cfg.max_new_tokens):
         nxt = pick(out.logits[:, -1], cfg, gen).masked_fill(done, pad_id)
         yield nxt.cpu()
         done |= torch.isin(nxt, stop_t)
-        if bool(done.all()):
+        if bool(done.all()) or step == cfg.max_new_tokens - 1:
             return
         mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=device)], dim=1)
         pos = pos[:, -1:] + 1
