@@ -163,11 +163,14 @@ def _data_job(model, tokenizer, cfg: FinetuneConfig):
     def check(m):
         return _replies(evaluate_replies(m, tokenizer, split))
 
+    return split.train, evaluate, final, check
+
 
 
 def _replies(r: dict) -> dict:
     """evaluate_replies' dict -> the {"exact_match", "answers"} the merge check compares."""
-    return {"exact_match": r.get("exact_match"), "answers": [json.dumps(s, sort_keys=True) for s in r.get("samples", [])]}
+    return {"exact_match": r.get("exact_match"), "answers": list(r.get("replies", [])),
+            "questions": [s.get("prompt") for s in r.get("samples", [])]}
 
     return split.train, evaluate, final, check
 
@@ -209,6 +212,11 @@ def run_finetune(model, tokenizer, cfg: FinetuneConfig, resume: bool = False, pr
     _adapt(model, cfg.lora)
     trainable, total = count_parameters(model)
     memory = memory_check(model, cfg, max(len(e["input_ids"]) for e in enc))
+    if progress and rank_ == 0 and memory.get("estimate_bytes"):
+        free = memory["free_bytes"]
+        print(f"memory: training needs about {memory['still_needed_bytes'] / 2**30:.2f} GiB more "
+              f"(estimate {memory['estimate_bytes'] / 2**30:.2f} GiB in all); free on {device}: "
+              + ("unknown" if free is None else f"{free / 2**30:.1f} GiB"), flush=True)
     from .tasks import batches
     it = batches(enc, cfg.train.batch_size, seed=cfg.train.seed, pad_id=tokenizer.pad_token_id,
                  rank=rank_, world_size=world)

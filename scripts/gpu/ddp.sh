@@ -9,7 +9,7 @@ export CUDA_VISIBLE_DEVICES=${GPUS:-${GPU:-0},1} NCCL_NVLS_ENABLE=0 PYTHONUNBUFF
 PY=${PYTHON:-python3}
 if [ "${SMOKE:-0}" = 1 ]; then
   dir=runs/smoke_ddp report=runs/smoke_ddp/ddp_gpu.json
-  bench=(--model tiny --device cpu --steps 3 --warm 1 --batches 4 --digits 1,1 --n-train 40)
+  bench=(--model tiny --device cpu --steps 3 --warm 1 --batches 4 --digits 1,1 --n-train 30)
   tune=(--model tiny --device cpu --steps 2 --batch-size 4 --n-test 4 --eval-every 0 --digits 1,1 --n-train 40)
 else
   dir=runs/ddp report=figures/ddp_gpu.json bench=() tune=(--steps 300 --batch-size 64)
