@@ -57,7 +57,7 @@ def test_finetune_targets_q_proj_trains_only_q_proj(tmp_path):
 def test_rank_larger_than_the_layer_is_refused(tmp_path, capsys):
     assert run(tmp_path, "--steps", "2", "--rank", "5000") == 2
     err = capsys.readouterr().err
-    assert "--rank 5000 is larger than layer" in err and not (tmp_path / "out" / "results.json").exists()
+    assert "--rank 5000 is larger than layer" in err and not (tmp_path / "out").exists()
 
 
 def test_full_finetuning_saves_the_trained_weights(tmp_path):
@@ -149,3 +149,12 @@ def test_bad_data_fails_before_loading_with_file_and_line(tmp_path, capsys):
     code = main(["finetune", "--device", "cpu", "--data", str(bad), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and f"{bad}:2" in err[0] and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("targets,words", [("nonexistent", "its linear layers are down_proj, gate_proj"),
+                                           ("q_proj,v_prj", "did you mean v_proj")])
+def test_every_target_name_must_match_and_suggestions_are_layer_names(targets, words, tmp_path, capsys):
+    assert run(tmp_path, "--steps", "2", "--targets", targets) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and "'0'" not in err[0], err
+    assert not (tmp_path / "out").exists()                  # nothing written

@@ -197,6 +197,7 @@ def main(args) -> int:
     check_before_loading(cfg, args)
     signal.signal(signal.SIGTERM, _raise_interrupt)    # SIGTERM: checkpoint and stop, like Ctrl-C
     lock = OutputLock(cfg.out) if launched_rank() == 0 else None
+    existed = Path(cfg.out).exists()
     try:
         if lock:
             lock.__enter__()
@@ -213,6 +214,8 @@ def main(args) -> int:
     finally:
         if lock:
             lock.__exit__(None, None, None)
+            if not existed and not any(Path(cfg.out).iterdir()):
+                Path(cfg.out).rmdir()                  # a run that failed before writing leaves no folder
     if dist_info()[0] == 0:
         res["load_seconds"] = load_s
         print(summary(res))

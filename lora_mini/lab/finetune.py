@@ -55,6 +55,22 @@ def val_loss(model, rows: list[dict], pad_id: int, batch_size: int = 16) -> floa
 # ----------------------------------------------------------------------------- checks
 
 
+def check_targets(model, lora: LoraConfig) -> None:
+    """Every name in a target list must match a Linear/Conv1D layer; a miss names the closest layer names."""
+    import difflib
+    from ..layers import LINEAR_TYPES
+    if lora.method != "lora" or not isinstance(lora.targets, list):
+        return
+    linear = [n for n, m in model.named_modules() if isinstance(m, LINEAR_TYPES)]
+    kinds = sorted({n.split(".")[-1] for n in linear})
+    for t in lora.targets:
+        if not any(n == t or n.endswith("." + t) for n in linear):
+            close = difflib.get_close_matches(t, kinds, n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise ConfigError(f"--targets {t!r} matches no linear layer of {type(model).__name__}: {hint}"
+                              f"its linear layers are {', '.join(kinds)} (or use all-linear)")
+
+
 def check_rank(model, lora: LoraConfig) -> None:
     """Refuse a rank larger than a targeted layer's smaller side (more parameters than W itself)."""
     from ..inject import find_targets
@@ -208,6 +224,7 @@ def run_finetune(model, tokenizer, cfg: FinetuneConfig, resume: bool = False, pr
     torch.manual_seed(cfg.train.seed)
     job = _data_job if cfg.data is not None else _task_job
     enc, evaluate, final, check = job(model, tokenizer, cfg)
+    check_targets(model, cfg.lora)
     check_rank(model, cfg.lora)
     _adapt(model, cfg.lora)
     trainable, total = count_parameters(model)
