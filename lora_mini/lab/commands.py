@@ -117,6 +117,9 @@ def config_from_args(args) -> FinetuneConfig:
                             train_on_all=args.train_on_all, max_length=args.max_length)
     lora = LoraConfig(method=args.method, rank=args.rank, alpha=args.alpha, targets=parse_targets(args.targets),
                       dropout=args.dropout)
+    if train.warmup_steps > train.steps:
+        from .config import ConfigError
+        raise ConfigError(f"--warmup ({train.warmup_steps}) must not exceed --steps ({train.steps})")
     if args.checkpoint_every and args.checkpoint_every > train.steps:
         from .config import ConfigError
         raise ConfigError(f"--checkpoint-every ({args.checkpoint_every}) is more than --steps ({train.steps}): "
@@ -164,7 +167,10 @@ def load_base(name: str, device: str, dtype):
     """(model, tokenizer): load_model(name), or for "tiny" a random 2-layer llama + a character tokenizer."""
     if name != "tiny":
         from ..models import load_model
-        return load_model(name, device=device, dtype=dtype)
+        model, tok = load_model(name, device=device, dtype=dtype)
+        if getattr(tok, "clean_up_tokenization_spaces", False):
+            tok.clean_up_tokenization_spaces = False   # ignored for BPE anyway; silences the 4-line warning
+        return model, tok
     from ..models import tiny_model
     from .tasks import char_tokenizer
     tok = char_tokenizer()
