@@ -14,8 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .config import (FULL_FT_LR, PRESETS, DataSettings, FinetuneConfig, LoraConfig, TaskConfig, default_preset,
-                     parse_targets)
+from .config import FULL_FT_LR, PRESETS, DataSettings, FinetuneConfig, LoraConfig, default_preset, parse_targets
 
 
 def _preset_default(get) -> str:
@@ -209,8 +208,7 @@ def main(args) -> int:
             lock.__enter__()
         device = resolve_device(setup_distributed(cfg.device))
         model, tok, load_s = _load(cfg, device)
-        res = run_finetune(model, tok, replace(cfg, device=device if cfg.device != "auto" else "auto"),
-                           resume=args.resume, progress=not args.no_progress)
+        res = run_finetune(model, tok, cfg, resume=args.resume, progress=not args.no_progress)
     except Interrupted as e:
         again = shlex.join(["python", "-m", "lora_mini", "finetune", *getattr(args, "argv", sys.argv[2:])])
         where = f"a checkpoint is in {e.checkpoint_dir}; " if e.checkpoint_dir else ""

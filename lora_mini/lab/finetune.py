@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import atomic_write_text, swap_folder
-from .config import FULL_FT_LR, ConfigError, FinetuneConfig, LoraConfig, TaskConfig, TrainConfig, default_preset
+from .config import FULL_FT_LR, ConfigError, FinetuneConfig, LoraConfig, TaskConfig, default_preset
 from .distributed import dist_info
 from .trainer import AnswerLoss, Trainer
 
