@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from lora_mini import apply_lora, count_parameters, tiny_model
-from lora_mini.tasks import IGNORE, batches
-from lora_mini.train import train
+from lora_mini.lab.tasks import IGNORE, batches
+from lora_mini.lab.trainer import train
 
 STEPS, BATCH, LR = 6, 8, 5e-3
 
@@ -27,8 +27,8 @@ WORKER = textwrap.dedent('''
     from safetensors.torch import save_file
     sys.path.insert(0, sys.argv[2])
     from test_distributed import make_model, toy_data, STEPS, BATCH, LR
-    from lora_mini.tasks import batches
-    from lora_mini.train import train
+    from lora_mini.lab.tasks import batches
+    from lora_mini.lab.trainer import train
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     out = Path(sys.argv[1])

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from lora_mini import apply_lora, tiny_model
-from lora_mini.graphs import GraphedStep, get_lr, make_adamw, right_padded, set_lr
-from lora_mini.tasks import IGNORE
-from lora_mini.train import AnswerLoss, train
+from lora_mini.lab.graphs import GraphedStep, get_lr, make_adamw, right_padded, set_lr
+from lora_mini.lab.tasks import IGNORE
+from lora_mini.lab.trainer import AnswerLoss, train
 
 
 def test_right_padded():
@@ -66,7 +66,7 @@ def test_train_cuda_graph_refused_on_cpu():
 
 def test_needs_autocast_and_graph_guard():
     """LoRA on a bf16 base needs no autocast (so CUDA graphs are allowed); fp32 weights do."""
-    from lora_mini.train import needs_autocast
+    from lora_mini.lab.trainer import needs_autocast
     full = tiny_model("llama")
     assert needs_autocast(full)                                        # fp32 weights, full FT
     lora16 = apply_lora(tiny_model("llama").to(torch.bfloat16), "all-linear", r=4, alpha=8)

@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 
-from lora_mini.tasks import IGNORE, AdditionTask, batches, collate, encode_examples, exact_match, generate
+from lora_mini.lab.tasks import IGNORE, AdditionTask, batches, collate, encode_examples, exact_match, generate
 
 
 def test_splits_are_deterministic_disjoint_and_in_range():

@@ -192,3 +192,24 @@ def exact_match(model, tokenizer, examples, batch_size: int = 64, max_new_tokens
     answers = generate(model, tokenizer, examples, batch_size, max_new_tokens, progress)
     correct = [parse_answer(a) == ex["answer"] for a, ex in zip(answers, examples)]
     return {"exact_match": sum(correct) / len(correct), "answers": answers, "correct": correct}
+
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def char_tokenizer():
+    """A character-level chat tokenizer (ChatML template, 101 tokens): with `tiny_model(vocab_size=101)`
+    it runs the whole finetune job in seconds (tests, `finetune --model tiny`)."""
+    import string
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    specials = ["<pad>", "<unk>", "<|im_start|>", END_TOKEN]
+    chars = [c for c in string.printable if c not in "\x0b\x0c\r"]
+    tk = Tokenizer(models.WordLevel({t: i for i, t in enumerate(specials + chars)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), "isolated")     # one token per character
+    tk.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", eos_token=END_TOKEN,
+                                  additional_special_tokens=["<|im_start|>", END_TOKEN])
+    tok.chat_template = CHATML
+    return tok
