@@ -35,7 +35,8 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-IGNORE = -100            # the label cross-entropy skips (torch's ignore_index default)
+from .tasks import IGNORE   # the label cross-entropy skips
+
 ROLES = ("system", "user", "assistant")
 FORMATS = {"chat": ("messages",), "prompt_completion": ("prompt", "completion"), "text": ("text",)}
 
@@ -418,29 +419,3 @@ def evaluate_replies(model, tokenizer, split: SplitData, n_samples: int = 3, max
     return {"exact_match": sum(correct) / len(correct), "n": len(correct), "samples": samples,
             "replies": replies, "correct": correct}
 
-
-# ----------------------------------------------------------------------------- a tokenizer for tests
-
-CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
-          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
-
-
-def tiny_chat_tokenizer():
-    """A character-level ChatML tokenizer for `lora_mini.tiny_model` (vocab 256, eos = <|im_end|> = 1).
-
-    Ids: 0 <|endoftext|> (pad), 1 <|im_end|>, 2 <|im_start|>, 3 <unk>, then "\\n" and printable ASCII.
-    """
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<|endoftext|>", "<|im_end|>", "<|im_start|>", "<unk>"]
-    chars = ["\n"] + [chr(c) for c in range(32, 127)]
-    vocab = {t: i for i, t in enumerate(specials + chars)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    tok.add_special_tokens(specials)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   unk_token="<unk>", bos_token="<|im_start|>")
-    fast.chat_template = CHATML
-    return fast
