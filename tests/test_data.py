@@ -140,8 +140,10 @@ def test_val_prompts_and_exact_match(tmp_path, tok, monkeypatch):
     assert s.val_prompts[0]["messages"] == CHAT[:4] and s.val_prompts[0]["answer"] == "4"
     assert s.val_prompts[1]["messages"] == CHAT[1:2] and s.val_prompts[1]["answer"] == "Hello!"
     import lora_mini.lab.generate as gen
-    monkeypatch.setattr(gen, "generate_replies", lambda m, t, convs, cfg, bs: [" 4\n", "Hi!"])
+    seen = {}
+    monkeypatch.setattr(gen, "generate_replies", lambda m, t, convs, cfg, bs: seen.update(cfg=cfg) or [" 4\n", "Hi!"])
     out = evaluate_replies(None, tok, s, n_samples=1)
+    assert seen["cfg"].max_new_tokens == len("Hello!") + 16      # the longest answer + 16 (< 64)
     assert out["exact_match"] == 0.5 and out["n"] == 2 and out["correct"] == [True, False]
     assert out["samples"] == [{"prompt": "2+2?", "answer": "4", "reply": " 4\n", "correct": True}]
     assert rows  # (the prompt/completion row above is the same chat as CHAT[1:3] in the other format)

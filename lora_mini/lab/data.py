@@ -268,7 +268,9 @@ def check_data(cfg: DataConfig) -> DataSummary:
     if cfg.val_path is not None:
         _, val = read_examples(cfg.val_path, fmt)
         lines += len(val)
-        seen = {ex.key(): ex for ex in examples}
+        seen: dict = {}
+        for ex in examples:
+            seen.setdefault(ex.key(), ex)              # the first copy names the line
         for ex in val:
             if ex.key() in seen:
                 raise DataError(f"{ex.where}: this validation example is also in the training data "
@@ -406,12 +408,15 @@ def evaluate_replies(model, tokenizer, split: SplitData, n_samples: int = 3, max
 
     exact_match: the fraction of replies equal to the reference answer (both stripped of
     surrounding white space); None when there are no chat prompts (text format, no validation).
+    A reply is cut at max_new_tokens, or at 16 tokens more than the longest reference answer if
+    that is sooner (a longer reply cannot match; a base model that rambles costs less).
     """
     from .generate import GenerateConfig, generate_replies
     prompts = split.val_prompts
     if not prompts:
         return {"exact_match": None, "n": 0, "samples": []}
-    cfg = GenerateConfig(max_new_tokens=max_new_tokens)
+    longest = max(len(tokenizer(p["answer"], add_special_tokens=False)["input_ids"]) for p in prompts)
+    cfg = GenerateConfig(max_new_tokens=min(max_new_tokens, longest + 16))
     replies = generate_replies(model, tokenizer, [p["messages"] for p in prompts], cfg, batch_size)
     correct = [r.strip() == p["answer"].strip() for r, p in zip(replies, prompts)]
     samples = [{"prompt": p["messages"][-1]["content"], "answer": p["answer"], "reply": r, "correct": c}
