@@ -160,7 +160,7 @@ def test_chat_keeps_the_conversation_and_exits(tuned, tok, monkeypatch, capsys):
 
 
 def test_commands_explain_a_missing_adapter(tmp_path):
-    with pytest.raises(SystemExit, match="--adapter"):
+    with pytest.raises(ValueError, match="--adapter"):
         main(parse(add_arguments, ["Hi"]))
     with pytest.raises(FileNotFoundError, match="holds no adapter"):
         main(parse(add_arguments, ["--adapter", str(tmp_path), "Hi"]))

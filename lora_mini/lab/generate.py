@@ -274,7 +274,7 @@ def setup(args):
     cfg = GenerateConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                          top_p=args.top_p, seed=args.seed)
     if args.adapter is None and not args.base:
-        raise SystemExit("pass --adapter DIR (the folder finetune wrote), or --base for the base model alone")
+        raise ValueError("pass --adapter DIR (the folder finetune wrote), or --base for the base model alone")
     device = default_device() if args.device == "auto" else args.device
     model, tok, what = load_tuned(args.adapter, args.model, args.base, device, _dtype(args.dtype))
     if args.adapter is not None and not args.base:
