@@ -12,13 +12,19 @@ import importlib
 import re
 import sys
 
+# name: (module, help[, prefix]); the module provides add_arguments(parser) and main(args), or, with a
+# prefix, add_<prefix>_arguments and <prefix>_main. Modules that do not exist (yet) are left out.
 COMMANDS = {
     "finetune": ("lora_mini.lab.commands", "fine-tune SmolLM2 on the arithmetic task or your own chats (LoRA or full)"),
+    "finetune-sweep": ("lora_mini.lab.finetune_sweep", "LoRA vs full fine-tuning, each at its best LR (chapter 6)"),
     "info": ("lora_mini.lab.info", "the model, its LoRA parameter savings and a merge check"),
     "bench": ("lora_mini.lab.bench", "step time and memory: full fine-tuning vs PEFT vs lora_mini"),
     "sweep": ("lora_mini.lab.sweep", "grids of training runs for chapter 7 (JSON lines)"),
+    "ddp-bench": ("lora_mini.lab.ddp_bench", "timed LoRA/full runs at fixed global batches (run under torchrun)",
+                  "bench"),
+    "ddp-report": ("lora_mini.lab.ddp_bench", "1 vs 2 GPU report from two ddp-bench files", "report"),
     "generate": ("lora_mini.lab.generate", "replies from a model with an adapter"),
-    "chat": ("lora_mini.lab.generate", "chat with a model and an adapter"),
+    "chat": ("lora_mini.lab.generate", "chat with a model and an adapter", "chat"),
     "export": ("lora_mini.lab.export", "merge an adapter into the model and save it"),
 }
 _NUMBER = re.compile(r"-(\d|\.\d|inf\b|nan\b)", re.I)
@@ -44,18 +50,20 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     available = {}
-    for name, (module, help_) in COMMANDS.items():
+    for name, (module, help_, *prefix) in COMMANDS.items():
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
             if e.name != module:
                 raise
             continue
+        add, run = (f"add_{prefix[0]}_arguments", f"{prefix[0]}_main") if prefix else ("add_arguments", "main")
+        if not (hasattr(mod, add) and hasattr(mod, run)):
+            continue
         available[name] = mod
         p = sub.add_parser(name, help=help_, description=help_)
-        add = getattr(mod, f"add_{name}_arguments", None) or mod.add_arguments
-        add(p)
-        p.set_defaults(_main=getattr(mod, f"{name}_main", None) or mod.main)
+        getattr(mod, add)(p)
+        p.set_defaults(_main=getattr(mod, run))
     return parser, available
 
 

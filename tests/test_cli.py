@@ -57,7 +57,7 @@ def test_finetune_targets_q_proj_trains_only_q_proj(tmp_path):
 def test_rank_larger_than_the_layer_is_refused(tmp_path, capsys):
     assert run(tmp_path, "--steps", "2", "--rank", "5000") == 2
     err = capsys.readouterr().err
-    assert "--rank 5000 is larger than layer" in err and not (tmp_path / "out" / "results.json").exists()
+    assert "--rank 5000 is larger than layer" in err and not (tmp_path / "out").exists()
 
 
 def test_full_finetuning_saves_the_trained_weights(tmp_path):
@@ -126,3 +126,35 @@ def test_info_merge_check_seeds_and_uses_the_models_noise():
         m = apply_lora(tiny_model("llama"), ["q_proj"], r=4, alpha=8)
         runs.append(merge_check(m, ids, seed=0))
     assert runs[0] == runs[1] and runs[0]["ok"] and runs[0]["tolerance"] > 0
+
+
+def test_own_data_trains_and_logs_validation_loss(tmp_path):
+    data = [f"data/sample_{s}.jsonl" for s in ("train", "val")]
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    code = main(["finetune", "--model", "tiny", "--device", "cpu", "--no-progress", "--data", str(root / data[0]),
+                 "--val", str(root / data[1]), "--steps", "6", "--batch-size", "4", "--warmup", "1",
+                 "--eval-every", "3", "--lr", "1e-2", "--out", str(tmp_path / "out")])
+    assert code == 0
+    res = results(tmp_path)
+    losses = [e["val_loss"] for e in res["evals"]]
+    assert [e["step"] for e in res["evals"]] == [0, 3, 6] and losses[-1] < losses[0]
+    assert res["data"]["train"] > 0 and res["config"]["data"]["path"].endswith("sample_train.jsonl")
+    assert res["replies_before"]["n"] == res["replies_after"]["n"] > 0
+
+
+def test_bad_data_fails_before_loading_with_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]}\n{oops\n')
+    code = main(["finetune", "--device", "cpu", "--data", str(bad), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and f"{bad}:2" in err[0] and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("targets,words", [("nonexistent", "its linear layers are down_proj, gate_proj"),
+                                           ("q_proj,v_prj", "did you mean v_proj")])
+def test_every_target_name_must_match_and_suggestions_are_layer_names(targets, words, tmp_path, capsys):
+    assert run(tmp_path, "--steps", "2", "--targets", targets) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and "'0'" not in err[0], err
+    assert not (tmp_path / "out").exists()                  # nothing written

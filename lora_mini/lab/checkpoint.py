@@ -25,7 +25,8 @@ import torch
 COMPLETE = "state.json"          # written last: a folder with it is a complete checkpoint
 # settings a resumed run may change (recorded in state["changes"]); any other change is refused
 RESUMABLE_CHANGES = {("train", "steps"), ("train", "eval_every"), ("train", "checkpoint_every"),
-                     ("train", "budget_s"), ("train", "log_every"), ("out",), ("device",), ("merge_check",)}
+                     ("train", "budget_s"), ("train", "log_every"), ("train", "strategy"), ("train", "on_nonfinite"),
+                     ("out",), ("device",), ("merge_check",), ("adapter_format",), ("eval_batch_size",)}
 
 
 class CheckpointError(ValueError):

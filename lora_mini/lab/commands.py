@@ -14,8 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .config import (FULL_FT_LR, PRESETS, DataSettings, FinetuneConfig, LoraConfig, TaskConfig, default_preset,
-                     parse_targets)
+from .config import FULL_FT_LR, PRESETS, DataSettings, FinetuneConfig, LoraConfig, default_preset, parse_targets
 
 
 def _preset_default(get) -> str:
@@ -117,6 +116,9 @@ def config_from_args(args) -> FinetuneConfig:
                             train_on_all=args.train_on_all, max_length=args.max_length)
     lora = LoraConfig(method=args.method, rank=args.rank, alpha=args.alpha, targets=parse_targets(args.targets),
                       dropout=args.dropout)
+    if train.warmup_steps > train.steps:
+        from .config import ConfigError
+        raise ConfigError(f"--warmup ({train.warmup_steps}) must not exceed --steps ({train.steps})")
     if args.checkpoint_every and args.checkpoint_every > train.steps:
         from .config import ConfigError
         raise ConfigError(f"--checkpoint-every ({args.checkpoint_every}) is more than --steps ({train.steps}): "
@@ -141,7 +143,9 @@ def check_before_loading(cfg: FinetuneConfig, args) -> None:
     if args.resume and args.overwrite:
         from .config import ConfigError
         raise ConfigError("--resume and --overwrite contradict each other: --resume keeps the run in --out")
-    check_out_folder(cfg.out, overwrite=args.overwrite, resume=args.resume)
+    from .distributed import launched_rank
+    if launched_rank() == 0:                           # under torchrun rank 0 alone writes (and locks) --out
+        check_out_folder(cfg.out, overwrite=args.overwrite, resume=args.resume)
     if args.resume and not (Path(cfg.out) / "checkpoint").is_dir() and not (Path(cfg.out) / "checkpoint.tmp").is_dir():
         from .checkpoint import CheckpointError
         raise CheckpointError(f"--resume: no checkpoint in {cfg.out}/checkpoint; run without --resume first")
@@ -158,22 +162,30 @@ def check_before_loading(cfg: FinetuneConfig, args) -> None:
                               f"of {cfg.task.digits[0]}-{cfg.task.digits[1]} digits; use fewer or more --digits")
 
 
+def load_base(name: str, device: str, dtype):
+    """(model, tokenizer): load_model(name), or for "tiny" a random 2-layer llama + a character tokenizer."""
+    if name != "tiny":
+        from ..models import load_model
+        model, tok = load_model(name, device=device, dtype=dtype)
+        if getattr(tok, "clean_up_tokenization_spaces", False):
+            tok.clean_up_tokenization_spaces = False   # ignored for BPE anyway; silences the 4-line warning
+        return model, tok
+    from ..models import tiny_model
+    from .tasks import char_tokenizer
+    tok = char_tokenizer()
+    model = tiny_model("llama", vocab_size=len(tok), initializer_range=0.2, pad_token_id=tok.pad_token_id,
+                       eos_token_id=tok.eos_token_id)
+    return model.to(device=device, dtype=dtype), tok
+
+
 def _load(cfg: FinetuneConfig, device: str):
     import torch
-    from ..models import load_model
     from .trainer import cpu_threads, model_dtype, resolve_precision
     if device == "cpu":
         torch.set_num_threads(cpu_threads())
     dtype = model_dtype(resolve_precision(cfg.train.precision, device), cfg.lora.method)
     t0 = time.perf_counter()
-    if cfg.model == "tiny":                 # a random 2-layer llama + a character tokenizer: smoke runs, tests
-        from ..models import tiny_model
-        from .tasks import char_tokenizer
-        tok = char_tokenizer()
-        model = tiny_model("llama", vocab_size=len(tok), initializer_range=0.2, pad_token_id=tok.pad_token_id,
-                           eos_token_id=tok.eos_token_id).to(device=device, dtype=dtype)
-    else:
-        model, tok = load_model(cfg.model, device=device, dtype=dtype)
+    model, tok = load_base(cfg.model, device, dtype)
     return model, tok, time.perf_counter() - t0
 
 
@@ -190,13 +202,13 @@ def main(args) -> int:
     check_before_loading(cfg, args)
     signal.signal(signal.SIGTERM, _raise_interrupt)    # SIGTERM: checkpoint and stop, like Ctrl-C
     lock = OutputLock(cfg.out) if launched_rank() == 0 else None
+    existed = Path(cfg.out).exists()
     try:
         if lock:
             lock.__enter__()
         device = resolve_device(setup_distributed(cfg.device))
         model, tok, load_s = _load(cfg, device)
-        res = run_finetune(model, tok, replace(cfg, device=device if cfg.device != "auto" else "auto"),
-                           resume=args.resume, progress=not args.no_progress)
+        res = run_finetune(model, tok, cfg, resume=args.resume, progress=not args.no_progress)
     except Interrupted as e:
         again = shlex.join(["python", "-m", "lora_mini", "finetune", *getattr(args, "argv", sys.argv[2:])])
         where = f"a checkpoint is in {e.checkpoint_dir}; " if e.checkpoint_dir else ""
@@ -206,6 +218,8 @@ def main(args) -> int:
     finally:
         if lock:
             lock.__exit__(None, None, None)
+            if not existed and not any(Path(cfg.out).iterdir()):
+                Path(cfg.out).rmdir()                  # a run that failed before writing leaves no folder
     if dist_info()[0] == 0:
         res["load_seconds"] = load_s
         print(summary(res))

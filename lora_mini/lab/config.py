@@ -106,14 +106,13 @@ class TrainConfig:
     precision: str = "auto"          # "auto" | "bf16" | "fp16" | "fp32"
     autocast: bool | None = None     # None: on a GPU when a weight the forward uses is float32
     checkpoint_every: int = 0        # 0: no periodic checkpoints
+    on_nonfinite: str = "stop"       # "stop": a NaN/Inf loss raises NonFiniteLoss; "continue": record it (LR sweeps)
 
     def __post_init__(self):
         _int("--steps", self.steps)
         _int("--batch-size", self.batch_size)
         _num("--lr", self.lr)
         _int("--warmup", self.warmup_steps, low=0, what="a non-negative integer")
-        if self.warmup_steps > self.steps:
-            raise ConfigError(f"--warmup ({self.warmup_steps}) must not exceed --steps ({self.steps})")
         _choice("--schedule", self.schedule, ("cosine", "linear", "constant"))
         _num("--weight-decay", self.weight_decay, strict=False, what="a non-negative number")
         if self.grad_clip is not None:
@@ -126,6 +125,7 @@ class TrainConfig:
         _choice("--strategy", self.strategy, ("auto", "eager", "compiled", "cuda_graph"))
         _choice("--precision", self.precision, ("auto", "bf16", "fp16", "fp32"))
         _int("--checkpoint-every", self.checkpoint_every, low=0, what="a non-negative integer (0: never)")
+        _choice("on_nonfinite", self.on_nonfinite, ("stop", "continue"))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import atomic_write_text, swap_folder
-from .config import FULL_FT_LR, ConfigError, FinetuneConfig, LoraConfig, TaskConfig, TrainConfig, default_preset
+from .config import FULL_FT_LR, ConfigError, FinetuneConfig, LoraConfig, TaskConfig, default_preset
 from .distributed import dist_info
 from .trainer import AnswerLoss, Trainer
 
@@ -53,6 +53,22 @@ def val_loss(model, rows: list[dict], pad_id: int, batch_size: int = 16) -> floa
 
 
 # ----------------------------------------------------------------------------- checks
+
+
+def check_targets(model, lora: LoraConfig) -> None:
+    """Every name in a target list must match a Linear/Conv1D layer; a miss names the closest layer names."""
+    import difflib
+    from ..layers import LINEAR_TYPES
+    if lora.method != "lora" or not isinstance(lora.targets, list):
+        return
+    linear = [n for n, m in model.named_modules() if isinstance(m, LINEAR_TYPES)]
+    kinds = sorted({n.split(".")[-1] for n in linear})
+    for t in lora.targets:
+        if not any(n == t or n.endswith("." + t) for n in linear):
+            close = difflib.get_close_matches(t, kinds, n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise ConfigError(f"--targets {t!r} matches no linear layer of {type(model).__name__}: {hint}"
+                              f"its linear layers are {', '.join(kinds)} (or use all-linear)")
 
 
 def check_rank(model, lora: LoraConfig) -> None:
@@ -163,11 +179,14 @@ def _data_job(model, tokenizer, cfg: FinetuneConfig):
     def check(m):
         return _replies(evaluate_replies(m, tokenizer, split))
 
+    return split.train, evaluate, final, check
+
 
 
 def _replies(r: dict) -> dict:
     """evaluate_replies' dict -> the {"exact_match", "answers"} the merge check compares."""
-    return {"exact_match": r.get("exact_match"), "answers": [json.dumps(s, sort_keys=True) for s in r.get("samples", [])]}
+    return {"exact_match": r.get("exact_match"), "answers": list(r.get("replies", [])),
+            "questions": [s.get("prompt") for s in r.get("samples", [])]}
 
     return split.train, evaluate, final, check
 
@@ -205,10 +224,16 @@ def run_finetune(model, tokenizer, cfg: FinetuneConfig, resume: bool = False, pr
     torch.manual_seed(cfg.train.seed)
     job = _data_job if cfg.data is not None else _task_job
     enc, evaluate, final, check = job(model, tokenizer, cfg)
+    check_targets(model, cfg.lora)
     check_rank(model, cfg.lora)
     _adapt(model, cfg.lora)
     trainable, total = count_parameters(model)
     memory = memory_check(model, cfg, max(len(e["input_ids"]) for e in enc))
+    if progress and rank_ == 0 and memory.get("estimate_bytes"):
+        free = memory["free_bytes"]
+        print(f"memory: training needs about {memory['still_needed_bytes'] / 2**30:.2f} GiB more "
+              f"(estimate {memory['estimate_bytes'] / 2**30:.2f} GiB in all); free on {device}: "
+              + ("unknown" if free is None else f"{free / 2**30:.1f} GiB"), flush=True)
     from .tasks import batches
     it = batches(enc, cfg.train.batch_size, seed=cfg.train.seed, pad_id=tokenizer.pad_token_id,
                  rank=rank_, world_size=world)

@@ -332,7 +332,7 @@ class Trainer:
         values = losses[logged:upto].tolist()
         for i, v in enumerate(values):
             s = logged + i
-            if not math.isfinite(v):
+            if not math.isfinite(v) and self.cfg.on_nonfinite == "stop":
                 raise NonFiniteLoss(f"the loss became {v} at step {s + 1}: nothing was saved; lower --lr "
                                     f"(now {self.base_lrs[0]:g}) or use --precision fp32")
             self.state["history"].append({"step": s + 1, "loss": v, "lr": self.base_lrs[0] * lr_factor(
@@ -461,7 +461,7 @@ class Trainer:
 
 _TRAIN_SETTINGS = {"steps", "lr", "batch_size", "warmup_steps", "schedule", "weight_decay", "grad_clip",
                    "seed", "log_every", "eval_every", "budget_s", "strategy", "precision", "autocast",
-                   "checkpoint_every"}
+                   "checkpoint_every", "on_nonfinite"}
 
 
 def train(model: nn.Module, batches, *, optimizer=None, eval_fn=None, checkpoint_dir=None,
