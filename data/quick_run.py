@@ -8,6 +8,7 @@ validation loss is the mean cross-entropy over their answer tokens.
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 import json
 import time
 from pathlib import Path
@@ -17,22 +18,6 @@ import torch
 HERE = Path(__file__).resolve().parent
 KINDS = {"conversion": lambda q: not q.startswith("Extract") and "DD/MM" not in q,
          "extraction": lambda q: q.startswith("Extract"), "date": lambda q: "DD/MM" in q}
-
-
-@torch.no_grad()
-def val_loss(model, rows, pad_id: int, batch_size: int = 16) -> float:
-    """Mean cross-entropy over the answer tokens of `rows`."""
-    from lora_mini.tasks import collate
-    from lora_mini.train import AnswerLoss
-    loss, n = 0.0, 0
-    was = model.training
-    model.eval()
-    for i in range(0, len(rows), batch_size):
-        b = collate(rows[i:i + batch_size], pad_id)
-        s, k = AnswerLoss(model)(b["input_ids"], b["attention_mask"], b["labels"])
-        loss, n = loss + float(s), n + int(k)
-    model.train(was)
-    return loss / n
 
 
 def per_kind(split, ev) -> dict:
@@ -45,9 +30,11 @@ def per_kind(split, ev) -> dict:
 
 def run(args) -> dict:
     from lora_mini import apply_lora, load_model
+    from lora_mini.lab.config import TrainConfig
     from lora_mini.lab.data import DataConfig, check_data, evaluate_replies, load_data
-    from lora_mini.tasks import batches
-    from lora_mini.train import cpu_threads, train
+    from lora_mini.lab.finetune import val_loss
+    from lora_mini.lab.tasks import batches
+    from lora_mini.lab.trainer import Trainer, cpu_threads
 
     torch.set_num_threads(cpu_threads())
     cfg = DataConfig(str(HERE / "sample_train.jsonl"), val_path=str(HERE / "sample_val.jsonl"))
@@ -63,10 +50,13 @@ def run(args) -> dict:
     torch.manual_seed(args.seed)
     apply_lora(model, "all-linear", r=args.rank, alpha=args.alpha)
     it = batches(split.train, args.batch_size, seed=args.seed, pad_id=tok.pad_token_id)
-    res = train(model, it, steps=args.steps, lr=args.lr, warmup_steps=args.warmup, log_every=4, progress=True)
+    train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
+                            seed=args.seed, log_every=4)
+    res = Trainer(model, train_cfg).fit(it)
     after = evaluate_replies(model, tok, split, n_samples=6, max_new_tokens=args.max_new_tokens)
     loss_after = val_loss(model, split.val, tok.pad_token_id)
-    return {"config": {k: v for k, v in vars(args).items() if k != "out"}, "data": split.stats, "threads": torch.get_num_threads(),
+    return {"config": {k: v for k, v in vars(args).items() if k != "out"}, "train": asdict(train_cfg),
+            "data": split.stats, "threads": torch.get_num_threads(),
             "load_seconds": load_s, "eval_seconds_before": eval_s, "train_seconds": res["train_seconds"],
             "exact_match_before": before["exact_match"], "exact_match_after": after["exact_match"],
             "by_kind_before": per_kind(split, before), "by_kind_after": per_kind(split, after),

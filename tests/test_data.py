@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from lora_mini.lab.data import (IGNORE, DataConfig, DataError, check_data, encode_chat, evaluate_replies,
-                                load_data, split_examples, read_examples, tiny_chat_tokenizer)
+                                load_data, split_examples, read_examples)
+from lora_mini.lab.tasks import char_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
@@ -17,7 +18,7 @@ CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": 
 
 @pytest.fixture(scope="module")
 def tok():
-    return tiny_chat_tokenizer()
+    return char_tokenizer()
 
 
 def write(path, rows) -> str:
@@ -139,8 +140,10 @@ def test_val_prompts_and_exact_match(tmp_path, tok, monkeypatch):
     assert s.val_prompts[0]["messages"] == CHAT[:4] and s.val_prompts[0]["answer"] == "4"
     assert s.val_prompts[1]["messages"] == CHAT[1:2] and s.val_prompts[1]["answer"] == "Hello!"
     import lora_mini.lab.generate as gen
-    monkeypatch.setattr(gen, "generate_replies", lambda m, t, convs, cfg, bs: [" 4\n", "Hi!"])
+    seen = {}
+    monkeypatch.setattr(gen, "generate_replies", lambda m, t, convs, cfg, bs: seen.update(cfg=cfg) or [" 4\n", "Hi!"])
     out = evaluate_replies(None, tok, s, n_samples=1)
+    assert seen["cfg"].max_new_tokens == len("Hello!") + 16      # the longest answer + 16 (< 64)
     assert out["exact_match"] == 0.5 and out["n"] == 2 and out["correct"] == [True, False]
     assert out["samples"] == [{"prompt": "2+2?", "answer": "4", "reply": " 4\n", "correct": True}]
     assert rows  # (the prompt/completion row above is the same chat as CHAT[1:3] in the other format)
@@ -150,7 +153,7 @@ def test_evaluate_replies_runs_a_real_model(tmp_path, tok):
     from lora_mini import tiny_model
     path = write(tmp_path / "d.jsonl", [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(10)])
     s = load_data(DataConfig(path, val_fraction=0.2), tok)
-    out = evaluate_replies(tiny_model("llama"), tok, s, max_new_tokens=4)
+    out = evaluate_replies(tiny_model("llama", vocab_size=len(tok)), tok, s, max_new_tokens=4)
     assert out["n"] == 2 and out["exact_match"] == 0.0 and len(out["replies"]) == 2
 
 
@@ -206,7 +209,7 @@ def test_validation_file_overlapping_training_or_in_another_format(tmp_path):
 
 
 def test_the_template_refusing_a_conversation_is_a_data_error(tmp_path):
-    tok = tiny_chat_tokenizer()
+    tok = char_tokenizer()
     tok.chat_template = ("{% for m in messages %}{% if m['role'] == 'system' %}"
                          "{{ raise_exception('no system role') }}{% endif %}{{ m['content'] }}{% endfor %}")
     path = write(tmp_path / "d.jsonl", [MSG(("user", "q"), ("assistant", "a")),

@@ -10,7 +10,7 @@ import torch
 
 from lora_mini import apply_lora, load_model, merge_and_unload, save_adapter, tiny_model
 from lora_mini.lab import export
-from lora_mini.lab.data import tiny_chat_tokenizer
+from lora_mini.lab.tasks import char_tokenizer
 from lora_mini.lab.generate import GenerateConfig, prompt_ids, reply_tokens
 
 CHAT = [{"role": "user", "content": "Convert 3 km to m."}]
@@ -43,8 +43,9 @@ def assert_same_model(ours, folder, tok, tol=1e-4):
 
 @pytest.fixture
 def tuned(tmp_path):
-    tok = tiny_chat_tokenizer()
-    tiny_model("llama", seed=3).save_pretrained(tmp_path / "base")
+    tok = char_tokenizer()
+    tiny_model("llama", seed=3, vocab_size=len(tok), eos_token_id=tok.eos_token_id,
+               pad_token_id=tok.pad_token_id).save_pretrained(tmp_path / "base")
     tok.save_pretrained(tmp_path / "base")
     model, tok = load_model(str(tmp_path / "base"), device="cpu")
     with_lora(model)
@@ -64,7 +65,7 @@ def test_round_trip_on_a_tiny_llama(tuned):
     files = set(os.listdir(root / "merged"))
     assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
             "lora_mini_export.json"} <= files and not [f for f in files if f.endswith((".bin", ".pt"))]
-    assert theirs.generation_config.eos_token_id == 1                   # stops at <|im_end|>
+    assert theirs.generation_config.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>")   # end of turn
     from transformers import AutoTokenizer
     assert AutoTokenizer.from_pretrained(str(root / "merged")).apply_chat_template(CHAT, tokenize=False) == \
         tok.apply_chat_template(CHAT, tokenize=False)

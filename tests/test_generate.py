@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lora_mini import apply_lora, load_model, save_adapter, tiny_model
-from lora_mini.lab.data import tiny_chat_tokenizer
+from lora_mini.lab.tasks import char_tokenizer
 from lora_mini.lab.generate import (GenerateConfig, add_arguments, add_chat_arguments, chat_loop, chat_main,
                                     generate_replies, generate_reply, main, pick, prompt_ids, reply_tokens,
                                     stream_reply)
@@ -20,12 +20,18 @@ CHATS = [[{"role": "user", "content": "Hi"}],
 
 @pytest.fixture(scope="module")
 def tok():
-    return tiny_chat_tokenizer()
+    return char_tokenizer()
+
+
+def tiny(kind, tok, seed):
+    """A random tiny model whose vocabulary is the character tokenizer's."""
+    return tiny_model(kind, seed=seed, vocab_size=len(tok), eos_token_id=tok.eos_token_id,
+                      **({"pad_token_id": tok.pad_token_id} if kind == "llama" else {}))
 
 
 @pytest.fixture(scope="module", params=["llama", "gpt2"])
-def model(request):
-    return tiny_model(request.param, seed=1)
+def model(request, tok):
+    return tiny(request.param, tok, seed=1)
 
 
 def test_greedy_is_deterministic_and_equals_transformers_greedy(model, tok):
@@ -34,9 +40,10 @@ def test_greedy_is_deterministic_and_equals_transformers_greedy(model, tok):
         a, b = reply_tokens(model, tok, chat, cfg), reply_tokens(model, tok, chat, cfg)
         assert a == b and a
         ids = torch.tensor([prompt_ids(tok, chat)])
+        end, pad = tok.eos_token_id, tok.pad_token_id
         ref = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
-                             eos_token_id=1, pad_token_id=0)[0, ids.shape[1]:].tolist()
-        assert a == [t for t in ref if t not in (0, 1)][:len(a)] and len(a) == len([t for t in ref if t > 1])
+                             eos_token_id=end, pad_token_id=pad)[0, ids.shape[1]:].tolist()
+        assert a == (ref[:ref.index(end)] if end in ref else ref)
 
 
 def test_batched_left_padded_replies_equal_one_by_one(model, tok):
@@ -106,7 +113,7 @@ def test_config_is_validated():
 def tuned(tmp_path_factory, tok):
     """A tiny Llama saved as a transformers folder, and a LoRA adapter (non-zero B) trained 'on' it."""
     root = tmp_path_factory.mktemp("tuned")
-    tiny_model("llama", seed=2).save_pretrained(root / "base")
+    tiny("llama", tok, seed=2).save_pretrained(root / "base")
     tok.save_pretrained(root / "base")
     model, _ = load_model(str(root / "base"), device="cpu")
     torch.manual_seed(0)
@@ -153,7 +160,7 @@ def test_chat_keeps_the_conversation_and_exits(tuned, tok, monkeypatch, capsys):
 
 
 def test_commands_explain_a_missing_adapter(tmp_path):
-    with pytest.raises(SystemExit, match="--adapter"):
+    with pytest.raises(ValueError, match="--adapter"):
         main(parse(add_arguments, ["Hi"]))
     with pytest.raises(FileNotFoundError, match="holds no adapter"):
         main(parse(add_arguments, ["--adapter", str(tmp_path), "Hi"]))

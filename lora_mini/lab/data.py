@@ -35,7 +35,8 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-IGNORE = -100            # the label cross-entropy skips (torch's ignore_index default)
+from .tasks import IGNORE   # the label cross-entropy skips
+
 ROLES = ("system", "user", "assistant")
 FORMATS = {"chat": ("messages",), "prompt_completion": ("prompt", "completion"), "text": ("text",)}
 
@@ -267,7 +268,9 @@ def check_data(cfg: DataConfig) -> DataSummary:
     if cfg.val_path is not None:
         _, val = read_examples(cfg.val_path, fmt)
         lines += len(val)
-        seen = {ex.key(): ex for ex in examples}
+        seen: dict = {}
+        for ex in examples:
+            seen.setdefault(ex.key(), ex)              # the first copy names the line
         for ex in val:
             if ex.key() in seen:
                 raise DataError(f"{ex.where}: this validation example is also in the training data "
@@ -405,12 +408,15 @@ def evaluate_replies(model, tokenizer, split: SplitData, n_samples: int = 3, max
 
     exact_match: the fraction of replies equal to the reference answer (both stripped of
     surrounding white space); None when there are no chat prompts (text format, no validation).
+    A reply is cut at max_new_tokens, or at 16 tokens more than the longest reference answer if
+    that is sooner (a longer reply cannot match; a base model that rambles costs less).
     """
     from .generate import GenerateConfig, generate_replies
     prompts = split.val_prompts
     if not prompts:
         return {"exact_match": None, "n": 0, "samples": []}
-    cfg = GenerateConfig(max_new_tokens=max_new_tokens)
+    longest = max(len(tokenizer(p["answer"], add_special_tokens=False)["input_ids"]) for p in prompts)
+    cfg = GenerateConfig(max_new_tokens=min(max_new_tokens, longest + 16))
     replies = generate_replies(model, tokenizer, [p["messages"] for p in prompts], cfg, batch_size)
     correct = [r.strip() == p["answer"].strip() for r, p in zip(replies, prompts)]
     samples = [{"prompt": p["messages"][-1]["content"], "answer": p["answer"], "reply": r, "correct": c}
@@ -418,29 +424,3 @@ def evaluate_replies(model, tokenizer, split: SplitData, n_samples: int = 3, max
     return {"exact_match": sum(correct) / len(correct), "n": len(correct), "samples": samples,
             "replies": replies, "correct": correct}
 
-
-# ----------------------------------------------------------------------------- a tokenizer for tests
-
-CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
-          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
-
-
-def tiny_chat_tokenizer():
-    """A character-level ChatML tokenizer for `lora_mini.tiny_model` (vocab 256, eos = <|im_end|> = 1).
-
-    Ids: 0 <|endoftext|> (pad), 1 <|im_end|>, 2 <|im_start|>, 3 <unk>, then "\\n" and printable ASCII.
-    """
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<|endoftext|>", "<|im_end|>", "<|im_start|>", "<unk>"]
-    chars = ["\n"] + [chr(c) for c in range(32, 127)]
-    vocab = {t: i for i, t in enumerate(specials + chars)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    tok.add_special_tokens(specials)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   unk_token="<unk>", bos_token="<|im_start|>")
-    fast.chat_template = CHATML
-    return fast

@@ -141,7 +141,8 @@ def reply_tokens(model, tokenizer, messages, cfg: GenerateConfig) -> list[int]:
 def generate_reply(model, tokenizer, messages, cfg: GenerateConfig | None = None) -> str:
     """The assistant's reply to a chat (a list of {"role", "content"}), as text."""
     cfg = cfg or GenerateConfig()
-    return tokenizer.decode(reply_tokens(model, tokenizer, messages, cfg), skip_special_tokens=True)
+    return tokenizer.decode(reply_tokens(model, tokenizer, messages, cfg), skip_special_tokens=True,
+                            clean_up_tokenization_spaces=False)
 
 
 def stream_reply(model, tokenizer, messages, cfg: GenerateConfig | None = None):
@@ -157,11 +158,11 @@ def stream_reply(model, tokenizer, messages, cfg: GenerateConfig | None = None):
             if int(nxt[0]) in stop:
                 break
             tokens.append(int(nxt[0]))
-            text = tokenizer.decode(tokens, skip_special_tokens=True)
+            text = tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
             if text != shown and text.startswith(shown) and not text.endswith("\ufffd"):
                 yield text[len(shown):]
                 shown = text
-    text = tokenizer.decode(tokens, skip_special_tokens=True)
+    text = tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
     if text != shown:
         yield text[len(shown):] if text.startswith(shown) else text   # (a tokenizer that rewrote its past)
 
@@ -185,7 +186,7 @@ def generate_replies(model, tokenizer, conversations: list, cfg: GenerateConfig 
                         finished[j] = t in stop
                         if not finished[j]:
                             rows[j].append(t)
-            replies += [tokenizer.decode(r, skip_special_tokens=True) for r in rows]
+            replies += [tokenizer.decode(r, skip_special_tokens=True, clean_up_tokenization_spaces=False) for r in rows]
     return replies
 
 
@@ -273,7 +274,7 @@ def setup(args):
     cfg = GenerateConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                          top_p=args.top_p, seed=args.seed)
     if args.adapter is None and not args.base:
-        raise SystemExit("pass --adapter DIR (the folder finetune wrote), or --base for the base model alone")
+        raise ValueError("pass --adapter DIR (the folder finetune wrote), or --base for the base model alone")
     device = default_device() if args.device == "auto" else args.device
     model, tok, what = load_tuned(args.adapter, args.model, args.base, device, _dtype(args.dtype))
     if args.adapter is not None and not args.base:
