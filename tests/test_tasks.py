@@ -116,3 +116,11 @@ def test_exact_match_counts_correct_answers(smollm):
             return torch.cat([input_ids, torch.tensor(rows)], 1)
 
     assert exact_match(Oracle(), tok, test, max_new_tokens=4)["exact_match"] == 1.0
+
+
+def test_char_tokenizer_keeps_newlines():
+    from lora_mini.lab.tasks import char_tokenizer
+    tok = char_tokenizer()
+    ids = tok("a\n\nb", add_special_tokens=False)["input_ids"]
+    assert len(ids) == 4 and tok.unk_token_id not in ids
+    assert tok.decode(ids) == "a\n\nb"

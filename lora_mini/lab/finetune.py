@@ -174,21 +174,18 @@ def _data_job(model, tokenizer, cfg: FinetuneConfig):
         after = evaluate_replies(m, tokenizer, split)
         return {"data": dict(split.stats), "replies_before": before or None, "replies_after": after,
                 "exact_match_before": before.get("exact_match"), "exact_match_after": after.get("exact_match")}, \
-            _replies(after)
+            _replies(after, split)
 
     def check(m):
-        return _replies(evaluate_replies(m, tokenizer, split))
+        return _replies(evaluate_replies(m, tokenizer, split), split)
 
     return split.train, evaluate, final, check
 
 
-
-def _replies(r: dict) -> dict:
-    """evaluate_replies' dict -> the {"exact_match", "answers"} the merge check compares."""
+def _replies(r: dict, split) -> dict:
+    """evaluate_replies' dict -> the {"exact_match", "answers", "questions"} the merge check compares."""
     return {"exact_match": r.get("exact_match"), "answers": list(r.get("replies", [])),
-            "questions": [s.get("prompt") for s in r.get("samples", [])]}
-
-    return split.train, evaluate, final, check
+            "questions": [p["messages"][-1]["content"] for p in split.val_prompts]}
 
 
 def data_config(cfg: FinetuneConfig):

@@ -207,7 +207,7 @@ def char_tokenizer():
     specials = ["<pad>", "<unk>", "<|im_start|>", END_TOKEN]
     chars = [c for c in string.printable if c not in "\x0b\x0c\r"]
     tk = Tokenizer(models.WordLevel({t: i for i, t in enumerate(specials + chars)}, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), "isolated")     # one token per character
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), "isolated")   # one token per character (newlines too)
     tk.decoder = decoders.Fuse()
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", eos_token=END_TOKEN,
                                   additional_special_tokens=["<|im_start|>", END_TOKEN])
