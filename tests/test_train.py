@@ -222,3 +222,15 @@ def test_cpu_threads_uses_free_cores_or_omp_num_threads(monkeypatch):
     assert cpu_threads() == 1                                        # busy: one thread
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert cpu_threads() == 3
+
+
+def test_plot_run_to_a_file_leaves_the_backend_alone(tmp_path):
+    """finetune(out=...) saves its plot; that must not switch a notebook's backend to Agg."""
+    import matplotlib
+    from lora_mini.lab.finetune import plot_run
+    before = matplotlib.get_backend()
+    res = {"method": "lora", "lr": 1e-3, "history": [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}],
+           "evals": [{"step": 0, "exact_match": 0.0}, {"step": 2, "exact_match": 0.5}]}
+    plot_run(res, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 1000
+    assert matplotlib.get_backend() == before

@@ -329,15 +329,18 @@ def finetune(model, tokenizer, cfg: FinetuneConfig | None = None, *, resume: boo
 
 
 def plot_run(results, path=None, label=None, axes=None):
-    """Loss (left) and held-out exact match (right) against step; saved to `path` at 150 dpi."""
-    import matplotlib
-    if path is not None and axes is None:
-        matplotlib.use("Agg", force=False)
+    """Loss (left) and held-out exact match (right) against step; saved to `path` at 150 dpi.
+
+    With a path and no axes the figure is drawn off-screen (a bare matplotlib Figure: pyplot's
+    backend is left alone, so a notebook keeps showing its own figures); with neither, on pyplot.
+    """
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     runs = results if isinstance(results, list) else [results]
     fig = None
     if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+        fig = Figure(figsize=(10, 3.6)) if path is not None else plt.figure(figsize=(10, 3.6))
+        axes = fig.subplots(1, 2)
     for r in runs:
         name = label or f"{r['method']} lr={r['lr']:g}"
         axes[0].plot([h["step"] for h in r["history"]], [h["loss"] for h in r["history"]], label=name, lw=1)
@@ -352,7 +355,6 @@ def plot_run(results, path=None, label=None, axes=None):
         fig.tight_layout()
         if path is not None:
             fig.savefig(path, dpi=150)
-            plt.close(fig)
     return axes
 
 
