@@ -150,38 +150,3 @@ def parameter_bytes(model: nn.Module) -> int:
             seen.add(id(t))
             total += t.numel() * t.element_size()
     return total
-
-
-# ----------------------------------------------------------------------------- more tasks
-
-from .tasks import AdditionTask   # noqa: E402  (the tasks below reuse its splits)
-
-
-class SubtractionTask(AdditionTask):
-    """"What is a - b?" with a ≥ b (the pair is ordered so answers are never negative)."""
-
-    def __init__(self, digits=(2, 3), seed: int = 0, system: str | None = None,
-                 question: str = "What is {a} - {b}?"):
-        super().__init__(digits, seed, system, question)
-
-    def example(self, a: int, b: int) -> dict:
-        a, b = max(a, b), min(a, b)
-        ex = super().example(a, b)
-        ex["answer"] = str(a - b)
-        return ex
-
-
-class ReverseTask(AdditionTask):
-    """"Reverse the digits of 43676." → "67634" (the digits of a then b, read backwards)."""
-
-    def __init__(self, digits=(2, 3), seed: int = 0, system: str | None = None,
-                 question: str = "Reverse the digits of {a}{b}."):
-        super().__init__(digits, seed, system, question)
-
-    def example(self, a: int, b: int) -> dict:
-        ex = super().example(a, b)
-        ex["answer"] = f"{a}{b}"[::-1]
-        return ex
-
-
-TASKS = {"add": AdditionTask, "sub": SubtractionTask, "rev": ReverseTask}

@@ -75,7 +75,7 @@ def test_soft_prompt_generate_matches_forward_greedy():
 
 
 def test_soft_prompt_trains_with_lora_mini_train():
-    from lora_mini.train import AnswerLoss
+    from lora_mini.lab.trainer import AnswerLoss
     model = SoftPrompt(tiny_model(), n_tokens=3)
     x = _ids()
     labels = x.clone()

@@ -2,9 +2,9 @@ import math
 
 import torch
 
-from lora_mini.analysis import (amplification, claim1, claim2, claim5, direction_overlap, interp_best_lr,
+from lora_mini.lab.analysis import (amplification, claim1, claim2, claim5, direction_overlap, interp_best_lr,
                                 missing_runs, phi_grid, verdicts)
-from lora_mini.sweep import LR_GRID, config_key, make_config
+from lora_mini.lab.sweep import LR_GRID, config_key, make_config
 
 
 def test_interp_best_lr_finds_a_parabola_minimum():

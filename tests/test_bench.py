@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lora_mini import bench
+from lora_mini.lab import bench
 
 
 def _args(tmp_path, **kw):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lora_mini.corpus import block_batches, build_corpus, heldout_loss, split_of, stdlib_files, to_blocks
+from lora_mini.lab.corpus import block_batches, build_corpus, heldout_loss, split_of, stdlib_files, to_blocks
 
 
 def test_stdlib_files_exclude_tests_and_removed_modules():

@@ -79,7 +79,7 @@ def test_bad_indices_and_memory(setup):
 
 
 def test_extra_tasks():
-    from lora_mini.multi import TASKS
+    from lora_mini.lab.tasks import TASKS
     train, test = TASKS["sub"](seed=0).make_splits(50, 10)
     for ex in train + test:
         assert int(ex["answer"]) == ex["a"] - ex["b"] >= 0

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from lora_mini.sweep import (LR_GRID, condition_of, config_key, group, load_records, make_config, next_lr,
+from lora_mini.lab.sweep import (LR_GRID, condition_of, config_key, group, load_records, make_config, next_lr,
                              plan_regret_a, plan_regret_b, run_plan, smoke_scale)
 
 

@@ -1,4 +1,4 @@
-"""lora_mini.tasks: the addition task, its encoding, batching and exact-match evaluation."""
+"""lora_mini.lab.tasks: the addition task, its encoding, batching and exact-match evaluation."""
 import copy
 
 import pytest

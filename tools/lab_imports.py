@@ -1,4 +1,4 @@
-"""Point the chapters at the lab (idempotent): lora_mini.train/tasks/graphs -> lora_mini.lab.*.
+"""Point the chapters at the lab (idempotent): lora_mini.{train,tasks,graphs,bench,sweep,analysis,corpus} -> lora_mini.lab.*.
 
     python tools/lab_imports.py chapters/*.ipynb chapters/solutions/*.ipynb lora_mini/classroom/checks/*.py
 
@@ -19,11 +19,21 @@ CODE = [  # (pattern, replacement) for code cells and .py files
     (r"from lora_mini\.tasks import", "from lora_mini.lab.tasks import"),
     (r"from lora_mini\.graphs import", "from lora_mini.lab.graphs import"),
     (r"lora_mini\.train\.lr_factor", "lora_mini.lab.trainer.lr_factor"),
+    (r"from lora_mini\.(bench|sweep|analysis|corpus) import", r"from lora_mini.lab.\1 import"),
+    (r"from lora_mini import analysis, corpus, sweep\b", "from lora_mini.lab import analysis, corpus, sweep"),
+    (r"from lora_mini import load_model, apply_lora, lora_modules, LoRALinear, fast, bench\b",
+     "from lora_mini import load_model, apply_lora, lora_modules, LoRALinear, fast\nfrom lora_mini.lab import bench"),
+    (r"from lora_mini\.multi import apply_multi_lora, lora_state, parameter_bytes, use_adapter, TASKS\b",
+     "from lora_mini.multi import apply_multi_lora, lora_state, parameter_bytes, use_adapter\nfrom lora_mini.lab.tasks import TASKS"),
+    (r"scripts/gpu/variants\.py", "lora_mini/lab/beyond.py"),
 ]
 TEXT = [  # markdown
     (r"`lora_mini\.train\.train`", "`lora_mini.lab.trainer.train`"),
     (r"`lora_mini\.train`", "`lora_mini.lab.trainer`"),
     (r"`lora_mini/graphs\.py`", "`lora_mini/lab/graphs.py`"),
+    (r"`lora_mini/(bench|sweep|analysis|corpus)\.py`", r"`lora_mini/lab/\1.py`"),
+    (r"`lora_mini\.(bench|sweep|analysis|corpus)`", r"`lora_mini.lab.\1`"),
+    (r"scripts/gpu/variants\.py", "lora_mini/lab/beyond.py"),
 ]
 
 

@@ -5,7 +5,7 @@ import torch, torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bisect_nan import model_for, batch, IGN
 from lora_mini import apply_lora
-from lora_mini.graphs import GraphedStep, make_adamw
+from lora_mini.lab.graphs import GraphedStep, make_adamw
 variant = sys.argv[1]
 
 def run(model, amp, graph, steps=10, lr=5e-5, stream=None):

@@ -2,7 +2,7 @@
 import json, math, sys, time
 import torch, torch.nn.functional as F
 from transformers import LlamaConfig, AutoModelForCausalLM
-from lora_mini.graphs import GraphedStep, make_adamw
+from lora_mini.lab.graphs import GraphedStep, make_adamw
 
 IGN = -100
 def model_for(dtype, tied=True, layers=30):

@@ -14,7 +14,7 @@ def check_exercise_6_1(make_labels):
 
 def check_exercise_6_2(lr_at):
     """lr_at(step, steps, warmup, peak): linear warm-up to `peak`, then cosine decay to 0."""
-    from lora_mini.train import lr_factor
+    from lora_mini.lab.trainer import lr_factor
     for steps, warmup, peak in ((100, 10, 1e-3), (300, 30, 2e-3), (50, 0, 5e-5)):
         for step in (0, 1, warmup // 2, warmup, (steps + warmup) // 2, steps - 1):
             want = peak * lr_factor(step, steps, warmup, "cosine")
@@ -22,7 +22,7 @@ def check_exercise_6_2(lr_at):
             assert math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-12), (
                 f"lr_at({step}, {steps}, {warmup}, {peak}) = {got:.3g}, expected {want:.3g}: warm-up is "
                 f"peak·(step+1)/warmup, then peak·½(1+cos(π·(step−warmup)/(steps−warmup)))")
-    print("✓ warm-up then cosine decay, as lora_mini.train.lr_factor")
+    print("✓ warm-up then cosine decay, as lora_mini.lab.trainer.lr_factor")
 
 
 def check_exercise_6_3(is_correct):

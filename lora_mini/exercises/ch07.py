@@ -3,8 +3,8 @@ import math
 
 import torch
 
-from .. import analysis
-from ..sweep import LR_GRID, next_lr
+from ..lab import analysis
+from ..lab.sweep import LR_GRID, next_lr
 
 
 def check_exercise_7_1(best_lr):

@@ -29,8 +29,8 @@ else
   args=(--shapes 16x1024,1x256 --modes "${MODES:-eager,graphed,compiled}" --steps 10 --warmup 3 --budget-s "${BUDGET_S:-200}")
 fi
 [ "${APPEND:-0}" = 1 ] && args+=(--append)
-# python -m lora_mini.bench is `python -m lora_mini bench` without loading the other sub-commands
-${PYTHON:-python3} -m lora_mini.bench "${args[@]}" --rank 16 --alpha 32 \
+# python -m lora_mini.lab.bench is `python -m lora_mini bench` without loading the other sub-commands
+${PYTHON:-python3} -m lora_mini.lab.bench "${args[@]}" --rank 16 --alpha 32 \
   --methods "$methods" --out "$out" 2>&1 | tee -a runs/bench_gpu.log
 if [ -n "${OUT:-}" ]; then
   mkdir -p "$OUT" && cp "$out" "${out%.json}.png" runs/bench_gpu.log "$OUT/"

@@ -11,7 +11,7 @@ run() {  # GPU, then "method rank lr" triples
   for spec in "$@"; do
     set -- $spec
     local rank_args=(); [ "$2" != "-" ] && rank_args=(--ranks "$2")
-    LORA_MINI_COMMAND="bash scripts/gpu/capacity.sh" CUDA_VISIBLE_DEVICES=$gpu python3 -m lora_mini.sweep \
+    LORA_MINI_COMMAND="bash scripts/gpu/capacity.sh" CUDA_VISIBLE_DEVICES=$gpu python3 -m lora_mini.lab.sweep \
       --methods "$1" "${rank_args[@]}" --lrs "$3" --steps 270 --batch-sizes 32 \
       --out "figures/without_regret/capacity_gpu$gpu.jsonl" --budget-s 400
   done

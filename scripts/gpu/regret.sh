@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Chapter 7 ("LoRA Without Regret" at small scale): one GPU batch of sweeps, PLAN = regret_a or regret_b
-# (regret_a.sh and regret_b.sh call this). See lora_mini/sweep.py for what each plan runs.
+# (regret_a.sh and regret_b.sh call this). See lora_mini/lab/sweep.py for what each plan runs.
 # Usage (repo root):  GPU=0 LORA_MINI_GGUF=/path/SmolLM2-135M-Instruct.Q4_1.gguf bash scripts/gpu/regret.sh regret_a
 # Budget: runs are started in priority order only while they fit in BUDGET_S (default 420 s from
 # the start of the Python process), so the whole script takes at most ~8 min on one H200.
@@ -22,7 +22,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
 fi
 export LORA_MINI_COMMAND="GPU=${GPU:-0} bash scripts/gpu/$plan.sh"
 mkdir -p runs "$outdir"
-${PYTHON:-python3} -m lora_mini.sweep --plan $plan "${args[@]}" --out "$outdir/$plan.jsonl" \
+${PYTHON:-python3} -m lora_mini.lab.sweep --plan $plan "${args[@]}" --out "$outdir/$plan.jsonl" \
   --budget-s "$budget" 2>&1 | tee runs/$plan.log
 if [ -n "${OUT:-}" ]; then
   mkdir -p "$OUT/without_regret" && cp -r "$outdir/." "$OUT/without_regret/" && cp runs/$plan.log "$OUT/"

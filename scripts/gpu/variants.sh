@@ -16,5 +16,5 @@ if [[ "${SMOKE:-0}" == "1" ]]; then
   export OUT_DIR="${OUT_DIR:-runs/beyond_smoke}"
   export COMMAND="SMOKE=1 bash scripts/gpu/variants.sh"
 fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-python scripts/gpu/variants.py 2>&1 | tee "runs/variants_${PARTS:-all}_gpu${GPU:-0}.log"
+
+python -m lora_mini.lab.beyond 2>&1 | tee "runs/variants_${PARTS:-all}_gpu${GPU:-0}.log"

@@ -3,8 +3,8 @@
     python -m lora_mini sweep --plan regret_a --out figures/without_regret/regret_a.jsonl --budget-s 420
     python -m lora_mini sweep --methods full,lora --ranks 4,16 --lrs 1e-4,1e-3 --steps 100 --out x.jsonl
 
-One run = one config (a plain dict, see `make_config`) trained with `lora_mini.train.train` on the
-stdlib corpus (`lora_mini.corpus`); its record (config, final and curve of train / held-out loss,
+One run = one config (a plain dict, see `make_config`) trained with `lora_mini.lab.trainer.train` on the
+stdlib corpus (`lora_mini.lab.corpus`); its record (config, final and curve of train / held-out loss,
 time, corpus info, command) is appended as one JSON line as soon as it finishes. A config already
 present in any *.jsonl of the output folder is never run again, so a sweep can be stopped and
 resumed, and GPU time is never spent twice.
@@ -198,7 +198,7 @@ class Session:
 
     def __init__(self, model_name: str, data: str, device: str | None = None, heldout_blocks: int = 128):
         from .corpus import build_corpus
-        from .models import load_model, tiny_model
+        from ..models import load_model, tiny_model
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.cuda = self.device.startswith("cuda")
         self.amp = torch.bfloat16 if self.cuda else None       # autocast dtype for matmuls
@@ -244,7 +244,7 @@ class Session:
 def build_model(S: Session, cfg: dict):
     """A fresh copy of the base model set up for cfg: full FT (all of W trains, fp32 master weights)
     or LoRA on cfg["layers"] (W frozen, bf16 on GPU; A, B fp32). Seeds A's init with cfg["seed"]."""
-    from .inject import apply_lora
+    from ..inject import apply_lora
     torch.manual_seed(cfg["seed"])
     model = copy.deepcopy(S.model)
     if cfg["method"] == "full":
@@ -258,7 +258,7 @@ def build_model(S: Session, cfg: dict):
 def save_adapter_subset(model, path: Path) -> None:
     """A (r × in) and B (out × r) of SAVE_MODULES in SAVE_LAYERS, bf16, as safetensors."""
     from safetensors.torch import save_file
-    from .inject import lora_modules
+    from ..inject import lora_modules
     n_layers = model.config.num_hidden_layers
     keep = {min(i, n_layers - 1) for i in SAVE_LAYERS}
     tensors = {}
@@ -275,8 +275,8 @@ def save_adapter_subset(model, path: Path) -> None:
 def run_one(S: Session, cfg: dict, out_dir: Path | None = None) -> dict:
     """Train one config and return its record (a plain dict, JSON-ready)."""
     from .corpus import block_batches
-    from .inject import count_parameters
-    from .train import train
+    from ..inject import count_parameters
+    from .trainer import train
     train_blocks, _ = S.blocks(cfg["block_size"])
     init = None
     model = build_model(S, cfg)
@@ -435,8 +435,8 @@ def main(args) -> int:
     return 0
 
 
-if __name__ == "__main__":   # python -m lora_mini.sweep ... (same as python -m lora_mini sweep ...)
+if __name__ == "__main__":   # python -m lora_mini.lab.sweep ... (same as python -m lora_mini sweep ...)
     import argparse
-    _p = argparse.ArgumentParser(prog="python -m lora_mini.sweep", description=__doc__.splitlines()[0])
+    _p = argparse.ArgumentParser(prog="python -m lora_mini.lab.sweep", description=__doc__.splitlines()[0])
     add_arguments(_p)
     sys.exit(main(_p.parse_args()))

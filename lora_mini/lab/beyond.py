@@ -29,10 +29,12 @@ from pathlib import Path
 import torch
 
 from lora_mini import load_model, merge
-from lora_mini.corpus import build_corpus, heldout_loss, to_blocks
-from lora_mini.multi import TASKS, apply_multi_lora, lora_state, parameter_bytes, use_adapter
-from lora_mini.tasks import batches, encode_examples, exact_match, IGNORE
-from lora_mini.train import SYSTEM, AnswerLoss, train
+from lora_mini.lab.corpus import build_corpus, heldout_loss, to_blocks
+from lora_mini.lab.tasks import TASKS
+from lora_mini.multi import apply_multi_lora, lora_state, parameter_bytes, use_adapter
+from lora_mini.lab.tasks import batches, encode_examples, exact_match, IGNORE
+from lora_mini.lab.finetune import SYSTEM
+from lora_mini.lab.trainer import AnswerLoss, train
 from lora_mini.variants import forward_latency, prepare_method
 
 T0 = time.time()
@@ -142,7 +144,7 @@ def em(model, tok, examples, name="add") -> float:
 @torch.no_grad()
 def answer_loss(model, encoded, pad_id) -> float:
     """Mean answer-token loss over encoded examples (eval mode, bf16 autocast on GPU)."""
-    from lora_mini.tasks import collate
+    from lora_mini.lab.tasks import collate
     was = model.training
     model.eval()
     lm = AnswerLoss(model)
@@ -285,7 +287,7 @@ def run_multi(pristine, tok, kept, blocks, results):
         for k, name in enumerate(names):
             mixed.append(splits[name][1][i])
             idx.append(k)
-    from lora_mini.tasks import generate, parse_answer
+    from lora_mini.lab.tasks import generate, parse_answer
     answers = []
     bs = 3 * (CFG["eval_batch_size"] // 3)
     t = time.time()

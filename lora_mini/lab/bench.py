@@ -34,10 +34,10 @@ from pathlib import Path
 
 import torch
 
-from . import fast
+from .. import fast
 from .graphs import GraphedStep, make_adamw
-from .inject import apply_lora
-from .models import DEFAULT_MODEL, load_model, tiny_model
+from ..inject import apply_lora
+from ..models import DEFAULT_MODEL, load_model, tiny_model
 
 METHODS = ("full", "peft", "lora_mini", "lora_mini_nosplit", "lora_mini_ref")
 GRAPH_MODES = ("graphed", "compiled_graphed")
@@ -540,9 +540,9 @@ def main(args) -> int:
     return 0
 
 
-if __name__ == "__main__":  # python -m lora_mini.bench ... (same as python -m lora_mini bench ...)
+if __name__ == "__main__":  # python -m lora_mini.lab.bench ... (same as python -m lora_mini bench ...)
     import argparse
     import sys
-    _parser = argparse.ArgumentParser(prog="python -m lora_mini.bench", description=__doc__.splitlines()[0])
+    _parser = argparse.ArgumentParser(prog="python -m lora_mini.lab.bench", description=__doc__.splitlines()[0])
     add_arguments(_parser)
     sys.exit(main(_parser.parse_args()))

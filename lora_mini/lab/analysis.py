@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .lowrank import random_orthonormal, singular_basis, subspace_similarity_grid, truncated_svd
+from ..lowrank import random_orthonormal, singular_basis, subspace_similarity_grid, truncated_svd
 from .sweep import condition_of, load_records, lr_results, make_config
 
 RANKS = (1, 4, 16, 64, 256)
