@@ -43,7 +43,7 @@ def effective_toc(root: Path = ROOT) -> dict:
     """book/_toc.yml with solutions sections added and absent optional pages dropped."""
     toc = yaml.safe_load((root / "book/_toc.yml").read_text())
     listed = set(chapter_pages(toc))
-    on_disk = {f"chapters/{p.stem}" for p in (root / "chapters").glob("[0-9][0-9]_*.ipynb")}
+    on_disk = {f"chapters/{p.stem}" for p in (root / "chapters").glob("[0-9][0-9]*_*.ipynb")}
     if on_disk - listed:
         raise SystemExit(f"book/_toc.yml does not list {sorted(on_disk - listed)}: add a line "
                          "'- file: chapters/NAME' under the Chapters part, in reading order")

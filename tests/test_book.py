@@ -196,7 +196,7 @@ def site(tmp_path_factory):
 def test_toc_lists_every_chapter_and_solution():
     toc = book_build.effective_toc()
     chapters = book_build.chapter_pages(toc)
-    on_disk = sorted(f"chapters/{p.stem}" for p in (ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+    on_disk = sorted(f"chapters/{p.stem}" for p in (ROOT / "chapters").glob("[0-9][0-9]*_*.ipynb"))
     assert sorted(chapters) == on_disk and chapters == sorted(chapters)
     entries = {e["file"]: e for part in toc["parts"] for e in part["chapters"]}
     for name in chapters:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_mini.classroom.notebook import exercises, is_setup, read, source_notebooks
+from lora_mini.classroom.notebook import chapter_id, exercises, is_setup, read, source_notebooks
 
 CASES_DIR = Path(__file__).parent / "exercise_cases"
 
@@ -23,7 +23,7 @@ def _chapters():
         setup = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and is_setup(c))
         for ex in exercises(nb):
             if ex.graded is not None:
-                out[ex.key] = (path.name, setup, re.search(r"check_\d+_\d+\((\w+)\)", nb.cells[ex.graded].source).group(1),
+                out[ex.key] = (path.name, setup, re.search(r"check_\d+[a-z]?_\d+\((\w+)\)", nb.cells[ex.graded].source).group(1),
                                nb.cells[ex.graded].source)
     return out
 
@@ -33,7 +33,7 @@ EXERCISES = _chapters()
 
 def _cases():
     cases = {}
-    for f in sorted(CASES_DIR.glob("ch[0-9][0-9].py")):
+    for f in sorted(CASES_DIR.glob("ch[0-9][0-9]*.py")):
         cases.update(importlib.import_module(f"exercise_cases.{f.stem}").CASES)
     return cases
 
@@ -99,7 +99,7 @@ def test_stub_is_not_attempted(key):
 def test_check_source_has_no_literal_answers(path):
     """A check module computes what it expects; it does not spell out the notebook's solution lines."""
     nb = read(path)
-    chapter = path.name[:2]
+    chapter = chapter_id(path)
     module = Path(importlib.import_module(f"lora_mini.classroom.checks.ch{chapter}").__file__).read_text()
     for ex in exercises(nb):
         for i in ex.cells:

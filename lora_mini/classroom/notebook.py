@@ -8,7 +8,16 @@ import nbformat
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-HEADING = re.compile(r"^###\s+Exercise\s+(\d+\.\d+)\b[:.]?\s*(.*)$")
+HEADING = re.compile(r"^###\s+Exercise\s+(\d+[a-z]?\.\d+)\b[:.]?\s*(.*)$")   # 3.2, 6b.1
+CHAPTER_ID = re.compile(r"^(\d\d[a-z]?)_")                                 # 03_..., 06b_...
+
+
+def chapter_id(path) -> str:
+    """"06b" for chapters/06b_your_own_data.ipynb, "03" for 03_lora_layer_from_scratch.ipynb."""
+    m = CHAPTER_ID.match(Path(path).name)
+    if not m:
+        raise ValueError(f"{Path(path).name}: a chapter notebook is named NN_name.ipynb or NNx_name.ipynb")
+    return m.group(1)
 MARKDOWN_STUB = "*Your answer here.*"
 ROOT = Path(__file__).resolve().parents[2]
 CHAPTERS = ROOT / "chapters"
@@ -29,13 +38,13 @@ class Exercise:
 
 def source_notebooks(chapters=None, root=CHAPTERS):
     """The source notebooks chapters/solutions/NN_*.ipynb, for chapter numbers like "01" (all if None)."""
-    found = sorted((root / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    found = sorted((root / "solutions").glob("[0-9][0-9]*_*.ipynb"))
     if not chapters:
         return found
     out = []
     for ch in chapters:
         ch = f"{int(ch):02d}" if str(ch).isdigit() else str(ch)
-        match = [p for p in found if p.name.startswith(ch)]
+        match = [p for p in found if chapter_id(p) == ch]
         if not match:
             raise FileNotFoundError(f"no source notebook chapters/solutions/{ch}_*.ipynb for chapter {ch!r}")
         out += match
