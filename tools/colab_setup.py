@@ -69,8 +69,8 @@ def add_setup_cell(nb, source: str) -> bool:
 
 
 def chapter_notebooks(root: Path) -> list[Path]:
-    return sorted((root / "chapters").glob("[0-9][0-9]_*.ipynb")) + \
-        sorted((root / "chapters/solutions").glob("[0-9][0-9]_*.ipynb"))
+    return sorted((root / "chapters").glob("[0-9][0-9]*_*.ipynb")) + \
+        sorted((root / "chapters/solutions").glob("[0-9][0-9]*_*.ipynb"))
 
 
 def main(argv=None, root: Path = ROOT) -> int:
