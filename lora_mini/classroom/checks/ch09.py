@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from . import call, close, exercise, integer, no_autograd, number, rand
+from . import call, close, exercise, integer, no_autograd, number, rand, same
 
 SHAPES = [(576, 576, 16), (576, 1536, 16), (4096, 4096, 16), (4096, 14336, 64), (1536, 576, 1), (768, 3072, 8)]
 
@@ -62,6 +62,9 @@ def lora_grads_test(lora_grads):
         with no_autograd():
             got = call(lora_grads, x, g, A, B, s, W)
         assert isinstance(got, (tuple, list)) and len(got) == 3, "return three tensors: (grad_x, grad_A, grad_B)"
+        fixed = [_reference(x, g, A, B, k, W) for k in (1.0, 2.0) if k != s]
+        assert not any(all(torch.is_tensor(a) and same(a.double(), f, tol=1e-4) for a, f in zip(got, ref)) for ref in fixed), \
+            "use the argument s: your gradients are those of a fixed scale"
         for name, a, b in zip(("grad_x", "grad_A", "grad_B"), got, wants):
             assert torch.is_tensor(a) and tuple(a.shape) == tuple(b.shape), \
                 f"{name} should be a tensor of shape {tuple(b.shape)}, got {tuple(getattr(a, 'shape', ()))}"
