@@ -1,4 +1,4 @@
-"""Turn the Unicode formulas of chapters 1, 2, 6, 7 and 9 into TeX math, as chapters 3-5 and 8 write them.
+"""Turn the Unicode formulas of chapters 1 and 2 into TeX math, as the other chapters write them.
 
     python tools/tex_math.py            # edit the notebooks in place (idempotent)
     python tools/tex_math.py --check    # only report what would change; exit 1 if anything would
@@ -165,78 +165,6 @@ R = {  # chapter number -> [(old Unicode text, new TeX text)]
         ("- With Adam, α/r makes the early curves", r"- With Adam, $\alpha/r$ makes the early curves"),
         ("best lr falls as r grows.", r"best lr falls as $r$ grows."),
     ],
-    6: [
-        ('LoRA r = 16 on every linear layer (`"all-linear"`), α = 32, peak LR 2·10⁻³,',
-         r'LoRA $r = 16$ on every linear layer (`"all-linear"`), $\alpha = 32$, peak LR $2 \cdot 10^{-3}$,'),
-        ("`merge` folds (α/r)·B·A into W,", r"`merge` folds $\frac{\alpha}{r} BA$ into $W$,"),
-        ("on a GPU in bf16, W + ΔW is rounded", r"on a GPU in bf16, $W + \Delta W$ is rounded"),
-        ("Rounding W + ΔW to bf16 moved", r"Rounding $W + \Delta W$ to bf16 moved"),
-        ("10⁻³ and 2·10⁻³ tie on validation, 4·10⁻³ is a little worse, and 8·10⁻³ diverges.",
-         r"$10^{-3}$ and $2 \cdot 10^{-3}$ tie on validation, $4 \cdot 10^{-3}$ is a little worse, and "
-         r"$8 \cdot 10^{-3}$ diverges."),
-        ("The scaling efficiency t₁ / (2·t₂) is about", r"The scaling efficiency $t_1 / (2 t_2)$ is about"),
-    ],
-    7: [
-        ("with scaling α/r (α = 32) the best LR hardly depends on rank (< 2× from r = 4 to 512;",
-         r"with scaling $\alpha/r$ ($\alpha = 32$) the best LR hardly depends on rank (< 2× from $r = 4$ to 512;"),
-        ("ΔW amplifies directions W does not emphasise: ‖ΔW‖_F / ‖Uᵀ W V‖_F ≫ 1 (21.5 for W_q at r = 4 on "
-         "GPT-3)",
-         r"$\Delta W$ amplifies directions $W$ does not emphasise: "
-         r"$\lVert \Delta W \rVert_F / \lVert U^\top W V \rVert_F \gg 1$ (21.5 for $W_q$ at $r = 4$ on GPT-3)"),
-        ("A run is a plain dict: method (`full` or `lora`), rank, α, which layers",
-         r"A run is a plain dict: method (`full` or `lora`), rank, $\alpha$, which layers"),
-        ("LoRA keeps W frozen in bf16 and A, B in fp32.", r"LoRA keeps $W$ frozen in bf16 and $A$, $B$ in fp32."),
-        ("with α = 32 fixed and scaling α/r, curves at different ranks",
-         r"with $\alpha = 32$ fixed and scaling $\alpha/r$, curves at different ranks"),
-        ("how much of A₈'s i-th direction lies in A₆₄'s top 8: 1 means shared, about 8/576 ≈ 0.014 means "
-         "random. For claim 7 we need W,",
-         r"how much of $A_8$'s $i$-th direction lies in $A_{64}$'s top 8: 1 means shared, about "
-         r"$8/576 \approx 0.014$ means random. For claim 7 we need $W$,"),
-    ],
-    9: [
-        ("full fine-tuning costs about 3·d² multiply-adds per token (forward, grad of the input, grad of W) "
-         "and LoRA about 2·d² + 6·d·r (no grad of W, plus the small A and B).",
-         r"full fine-tuning costs about $3d^2$ multiply-adds per token (forward, grad of the input, grad of "
-         r"$W$) and LoRA about $2d^2 + 6dr$ (no grad of $W$, plus the small $A$ and $B$)."),
-        ("r = 16 that is ≈ 0.72 of a full step.", r"$r = 16$ that is $\approx 0.72$ of a full step."),
-        ("W' = W + s·B·A merged on the fly", r"$W' = W + sBA$ merged on the fly"),
-        ("For a linear layer y = x Wᵀ (W: out × in) and N tokens, full fine-tuning runs three GEMMs of "
-         "2·N·in·out FLOPs each: the forward, grad_x = g W, and grad_W = gᵀ x.",
-         r"For a linear layer $y = x W^\top$ ($W$: $\text{out} \times \text{in}$) and $N$ tokens, full "
-         r"fine-tuning runs three GEMMs of $2N \cdot \text{in} \cdot \text{out}$ FLOPs each: the forward, "
-         r"$\text{grad}_x = g W$, and $\text{grad}_W = g^\top x$."),
-        ("drops grad_W, and adds A (r × in) and B (out × r): 2·r·(in+out) forward and twice that backward.",
-         r"drops $\text{grad}_W$, and adds $A$ ($r \times \text{in}$) and $B$ ($\text{out} \times r$): "
-         r"$2r(\text{in} + \text{out})$ forward and twice that backward."),
-        ("Attention (QKᵀ and PV)", r"Attention ($QK^\top$ and $PV$)"),
-        ("(the fast path needs 4·r·(in+out) instead of 6·r·(in+out) for A and B;",
-         r"(the fast path needs $4r(\text{in} + \text{out})$ instead of $6r(\text{in} + \text{out})$ for $A$ "
-         r"and $B$;"),
-        ("A GEMM that skips 2·N·d² FLOPs saves 2·N·d²/F seconds on a chip doing F FLOP/s.",
-         r"A GEMM that skips $2Nd^2$ FLOPs saves $2Nd^2/F$ seconds on a chip doing $F$ FLOP/s."),
-        ("over an N × d bf16 activation (read or write) costs 2·N·d/BW seconds at bandwidth BW. They break "
-         "even at d = passes · F / BW (for 2-byte elements).",
-         r"over an $N \times d$ bf16 activation (read or write) costs $2Nd/\text{BW}$ seconds at bandwidth BW. "
-         r"They break even at $d = \text{passes} \cdot F / \text{BW}$ (for 2-byte elements)."),
-        ("that break-even is near d ≈ 1000", r"that break-even is near $d \approx 1000$"),
-        ("the small h = x Aᵀ", r"the small $h = x A^\top$"),
-        ("in one autograd Function (s = α/r):", r"in one autograd Function ($s = \alpha/r$):"),
-        ("(merging W + s·B·A is what chapter 5 does", r"(merging $W + sBA$ is what chapter 5 does"),
-        ("Split-K: grad_A = (s·gB)ᵀ x and grad_B = gᵀ hs are sums",
-         r"Split-K: $\text{grad}_A = (s\,gB)^\top x$ and $\text{grad}_B = g^\top \text{hs}$ are sums"),
-        ("(r × in, out × r).", r"($r \times \text{in}$, $\text{out} \times r$)."),
-        ("N ≥ 4096 rows", r"$N \ge 4096$ rows"),
-        ("N = 16,384 tokens (B16×T1024) and r = 16.", r"$N = 16{,}384$ tokens (B16×T1024) and $r = 16$."),
-        ("A thin (N × d)·(d × r) GEMM reads all of x for only 2·N·d·r FLOPs: it is memory-bound and costs "
-         "F / (BW·d) of a d × d GEMM",
-         r"A thin $(N \times d) \cdot (d \times r)$ GEMM reads all of $x$ for only $2Ndr$ FLOPs: it is "
-         r"memory-bound and costs $F / (\text{BW} \cdot d)$ of a $d \times d$ GEMM"),
-        ("in the forward (h = x Aᵀ)", r"in the forward ($h = x A^\top$)"),
-        ("merging W' = W + s·B·A (in the forward", r"merging $W' = W + sBA$ (in the forward"),
-        ("the concatenation [W' | s·B].", r"the concatenation $[W' \mid sB]$."),
-        ("when N ≫ d", r"when $N \gg d$"),
-        ("compute h = x Aᵀ in the same pass", r"compute $h = x A^\top$ in the same pass"),
-    ],
 }
 
 # Exercise texts are still being rewritten: these apply where found and are never required.
@@ -310,57 +238,6 @@ OPTIONAL = {
          r"$s$, and say which $s$ — $1$, $\alpha/r$ or $\alpha/\sqrt{r}$ — makes it independent of $r$."),
         ("(3–6 sentences; E[AᵀA] = (r / 3k)·I helps.)",
          r"(3–6 sentences; $\mathbb{E}[A^\top A] = \frac{r}{3k} I$ helps.)"),
-    ],
-    7: [
-        ("(in log₁₀ LR)", r"(in $\log_{10}$ LR)"),
-        ("adds r·(576 + 576) for q and o and r·(576 + 192) for k and v in each layer.",
-         r"adds $r(576 + 576)$ for q and o and $r(576 + 192)$ for k and v in each layer."),
-        ("= ‖ΔW‖_F / ‖Uᵀ W V‖_F with U (out × r) and V (in × r) the top-r left and right singular vectors "
-         "of ΔW.",
-         r"$= \lVert \Delta W \rVert_F / \lVert U^\top W V \rVert_F$ with $U$ ($\text{out} \times r$) and $V$ "
-         r"($\text{in} \times r$) the top-$r$ left and right singular vectors of $\Delta W$."),
-        ("The loss is (log₁₀ LR + 1.5)².", r"The loss is $(\log_{10} \text{LR} + 1.5)^2$."),
-        ("**log₁₀ LR**", r"**$\log_{10}$ LR**"),
-        ("returns a, b, c of a·x² + b·x + c, whose vertex is at x = −b / (2a).",
-         r"returns $a, b, c$ of $a x^2 + b x + c$, whose vertex is at $x = -b / (2a)$."),
-        ("LoRA on a layer with an out × in weight trains r · (in + out) parameters;",
-         r"LoRA on a layer with an $\text{out} \times \text{in}$ weight trains $r(\text{in} + \text{out})$ parameters;"),
-        ("Section 7 asks whether the update ΔW amplifies directions that W already has.",
-         r"Section 7 asks whether the update $\Delta W$ amplifies directions that $W$ already has."),
-        ("= ‖ΔW‖_F / ‖Uᵀ W V‖_F, where U (out × r) and V (in × r) hold the top-r left and right singular "
-         "vectors **of ΔW** (not of W). W and ΔW are out × in,",
-         r"$= \lVert \Delta W \rVert_F / \lVert U^\top W V \rVert_F$, where $U$ ($\text{out} \times r$) and $V$ "
-         r"($\text{in} \times r$) hold the top-$r$ left and right singular vectors **of $\Delta W$** (not of "
-         r"$W$). $W$ and $\Delta W$ are $\text{out} \times \text{in}$,"),
-        ("returns U, S, Vh with V = Vhᵀ;", r"returns `U, S, Vh` with $V = V_h^\top$;"),
-        ("for loss = (log₁₀ LR + 1.5)² from a start", r"for $\text{loss} = (\log_{10} \text{LR} + 1.5)^2$ from a start"),
-        ("ΔW = (α/r)·B·A, A random and B = 0 at the start, trained with Adam.",
-         r"$\Delta W = \frac{\alpha}{r} BA$, $A$ random and $B = 0$ at the start, trained with Adam."),
-    ],
-    9: [
-        ("for one d×d matrix with", r"for one $d \times d$ matrix with"),
-        ("for y = x Wᵀ + s (x Aᵀ) Bᵀ", r"for $y = x W^\top + s\,(x A^\top) B^\top$"),
-        ("given the upstream gradient g (N × out)", r"given the upstream gradient $g$ ($N \times \text{out}$)"),
-        ("d×d weight-gradient GEMM (2·N·d² FLOPs) takes as long as `passes` extra passes over an N×d "
-         "activation.",
-         r"$d \times d$ weight-gradient GEMM ($2Nd^2$ FLOPs) takes as long as `passes` extra passes over an "
-         r"$N \times d$ activation."),
-        ("For a layer y = x Wᵀ (W: d_out × d_in) in the middle",
-         r"For a layer $y = x W^\top$ ($W$: $d_{\text{out}} \times d_{\text{in}}$) in the middle"),
-        ("Naive LoRA, y = x Wᵀ + s·(x Aᵀ) Bᵀ with W frozen,", r"Naive LoRA, $y = x W^\top + s\,(x A^\top) B^\top$ with $W$ frozen,"),
-        ("(N × d_in)·(d_in × d_out) costs 2·N·d_in·d_out.",
-         r"$(N \times d_{\text{in}}) \cdot (d_{\text{in}} \times d_{\text{out}})$ costs $2 N d_{\text{in}} d_{\text{out}}$."),
-        ("For y = x Wᵀ + s·(x Aᵀ) Bᵀ (x: N × in, W: out × in, A: r × in, B: out × r) and the upstream gradient "
-         "g = ∂L/∂y (N × out),",
-         r"For $y = x W^\top + s\,(x A^\top) B^\top$ ($x$: $N \times \text{in}$, $W$: $\text{out} \times \text{in}$, "
-         r"$A$: $r \times \text{in}$, $B$: $\text{out} \times r$) and the upstream gradient "
-         r"$g = \partial L / \partial y$ ($N \times \text{out}$),"),
-        ("compute g·B (N × r) once;", r"compute $gB$ ($N \times r$) once;"),
-        ("A d × d weight-gradient GEMM over N tokens does 2·N·d² FLOPs; `passes` extra passes over an N × d "
-         "activation move passes·N·d·`bytes_per_elem` bytes.",
-         r"A $d \times d$ weight-gradient GEMM over $N$ tokens does $2Nd^2$ FLOPs; `passes` extra passes over an "
-         r"$N \times d$ activation move $\text{passes} \cdot N d \,\cdot$ `bytes_per_elem` bytes."),
-        ("the width d at which the GEMM", r"the width $d$ at which the GEMM"),
     ],
 }
 
