@@ -3,6 +3,7 @@ CASES = {
                       "def dora_weight(W, A, B, m, scaling):\n    V = W + scaling * B @ A\n    return m[:, None] * V / V.norm(dim=0, keepdim=True)",
                       "def dora_weight(W, A, B, m, scaling):\n    V = W + B @ A\n    return m[:, None] * V / V.norm(dim=1, keepdim=True)",
                       "def dora_weight(W, A, B, m, scaling):\n    V = W + scaling * B @ A\n    return m[:, None] * V / W.norm(dim=1, keepdim=True)",
+                      "def dora_weight(W, A, B, m, scaling):\n    from lora_mini.variants import DoRALinear\n    layer = DoRALinear(torch.nn.Linear(W.shape[1], W.shape[0], bias=False), r=A.shape[0], alpha=scaling * A.shape[0])\n    with torch.no_grad():\n        layer.base.weight.copy_(W); layer.lora_A.copy_(A); layer.lora_B.copy_(B); layer.lora_magnitude.copy_(m)\n    return (layer.base.weight + layer.delta_weight()).to(W.dtype).detach()",
                       "def dora_weight(W, A, B, m, scaling):\n    W += scaling * B @ A\n    return m[:, None] * W / W.norm(dim=1, keepdim=True)"],
             "right": ["import torch.nn.functional as F\ndef dora_weight(W, A, B, m, scaling):\n"
                       "    return F.normalize(torch.addmm(W, B, A, alpha=scaling), dim=1) * m.unsqueeze(1)"]},

@@ -21,6 +21,7 @@ CASES = {
                        "    return torch.stack(rows)",
                        "def mixed_lora(x, A, B, scaling, idx):\n    z = torch.einsum('bti,bri->btr', x, A[idx])\n"
                        "    return torch.einsum('btr,bor->bto', z, B[idx]) * scaling[idx][:, None, None]",
+                       "def mixed_lora(x, A, B, scaling, idx):\n    from lora_mini.multi import MultiLoRALinear\n    base = torch.nn.Linear(x.shape[-1], B.shape[1], bias=False)\n    torch.nn.init.zeros_(base.weight)\n    layer = MultiLoRALinear(base, list(A), list(B), scaling.tolist())\n    layer.active = idx\n    return layer(x)",
                        "def mixed_lora(x, A, B, scaling, idx):\n    k = idx.clamp(min=0)\n    z = torch.einsum('bti,bri->btr', x, A[k])\n"
                        "    return torch.einsum('btr,bor->bto', z, B[k]) * (idx >= 0)[:, None, None]"],
              "right": ["def mixed_lora(x, A, B, scaling, idx):\n    k = idx.clamp(min=0)\n"

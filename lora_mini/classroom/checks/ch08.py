@@ -35,9 +35,8 @@ def dora_weight_test(dora_weight):
                                  "divide by the row norms of V = W + s·B·A, not of W")]:
                 assert not same(got, wrong.to(dtype)), f"(scaling {s}) {hint}"
             V = W.double() + s * B.double() @ A.double()
-            if out == inp:
-                cols = m.double()[:, None] * V / V.norm(dim=0, keepdim=True)
-                assert not same(got, cols.to(dtype)), "normalise each output ROW of V (out × in), not each column"
+            cols = m.double()[:, None] * V / V.norm(dim=0, keepdim=True)
+            assert not same(got, cols.to(dtype)), "normalise each output ROW of V (out × in), not each column"
         close(got, want, f"W' at scaling {s} ({dtype})")
     # the same as lora_mini's DoRA layer, merged
     layer = DoRALinear(nn.Linear(7, 5, bias=False), r=2, alpha=3.0)
