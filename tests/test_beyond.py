@@ -97,3 +97,25 @@ def test_budget_skips_runs_and_says_so(tmp_path):
     res = json.loads((tmp_path / "overfit.json").read_text())
     assert res["runs"] == [] and len(res["skipped"]) == len(beyond.OVERFIT_GRID)
     assert written["overfit.json"]["skipped"] == res["skipped"] and res["budget_s"] == 1.0
+
+
+def test_module_entry_point_is_the_command(tmp_path):
+    """python -m lora_mini.lab.beyond runs the same command line (same errors, exit status 2)."""
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, "-m", "lora_mini.lab.beyond", "--parts", "methods,nope", "--out", str(tmp_path / "b")],
+                       cwd=root, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.strip().startswith("error: --parts must be one of"), p.stderr
+    assert not (tmp_path / "b").exists()
+
+
+def test_variants_script_passes_its_options_on(tmp_path):
+    """scripts/gpu/variants.sh is a few lines that call the command line: options go straight through."""
+    import subprocess
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "scripts" / "gpu" / "variants.sh").read_text()
+    assert "lora_mini beyond" in text and "<<" not in text and "SMOKE" not in text
+    p = subprocess.run(["bash", "scripts/gpu/variants.sh", "--budget-s", "-1", "--out", str(tmp_path / "b")],
+                       cwd=root, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "--budget-s must be a positive number" in p.stderr, p.stderr
