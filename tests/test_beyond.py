@@ -116,6 +116,8 @@ def test_variants_script_passes_its_options_on(tmp_path):
     root = Path(__file__).resolve().parents[1]
     text = (root / "scripts" / "gpu" / "variants.sh").read_text()
     assert "lora_mini beyond" in text and "<<" not in text and "SMOKE" not in text
+    import os
+    import sys
     p = subprocess.run(["bash", "scripts/gpu/variants.sh", "--budget-s", "-1", "--out", str(tmp_path / "b")],
-                       cwd=root, capture_output=True, text=True, timeout=120)
+                       cwd=root, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHON": sys.executable})
     assert p.returncode == 2 and "--budget-s must be a positive number" in p.stderr, p.stderr
