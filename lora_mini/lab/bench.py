@@ -441,10 +441,9 @@ def timed_keys(rows: list[dict]) -> set:
     return {(r["method"], r["mode"], r["shape"]) for r in rows if "step_s" in r}
 
 
-def run_all(cfg: BenchConfig, base, device, done: set = frozenset()) -> list[dict]:
+def run_all(cfg: BenchConfig, base, device, budget: Budget, done: set = frozenset()) -> list[dict]:
     """Every planned configuration not in `done`, in priority order, inside the budget."""
     from tqdm.auto import tqdm
-    budget = Budget(cfg.budget_s)          # the model load (before) is not counted: main starts it earlier
     methods = list(cfg.methods)
     if "peft" in methods and importlib.util.find_spec("peft") is None:
         methods.remove("peft")             # not installed here
@@ -508,9 +507,9 @@ def bench(cfg, base=None, done: set = frozenset()) -> dict:
     base: an already loaded model to copy (its parameters are frozen in place, so pass a model
     you do not train); default: load cfg.model.
     """
-    t_start = time.perf_counter()
     if not isinstance(cfg, BenchConfig):
         cfg = BenchConfig.from_args(cfg)
+    budget = Budget(cfg.budget_s)          # the budget counts the model load too
     device = torch.device(cfg.device)
     if base is None:
         base = load_base(cfg.model, DTYPES[cfg.dtype])
@@ -518,8 +517,8 @@ def bench(cfg, base=None, done: set = frozenset()) -> dict:
         base = base.to("cpu", DTYPES[cfg.dtype])
         for p in base.parameters():
             p.requires_grad_(False)
-    rows = run_all(cfg, base, device, done)
-    return describe(cfg, base, device, rows, time.perf_counter() - t_start)
+    rows = run_all(cfg, base, device, budget, done)
+    return describe(cfg, base, device, rows, budget.elapsed())
 
 
 def load(path) -> dict:
