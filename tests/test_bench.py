@@ -126,6 +126,8 @@ def test_config_is_checked_before_loading_and_saved(tmp_path, monkeypatch):
         with pytest.raises(ValueError, match=words):
             bench.main(_args(tmp_path, **bad))
     assert not (tmp_path / "b.json").exists()
+    with pytest.raises(ValueError, match="is a folder"):
+        bench.main(_args(tmp_path, out=tmp_path))
 
 
 def test_result_holds_its_config(tmp_path):

@@ -53,6 +53,13 @@ def test_bad_options_are_refused_before_any_work(argv, words, monkeypatch, capsy
     assert time.time() - t < 5 and not (tmp_path / "b").exists()
 
 
+def test_out_that_is_a_file_is_refused_before_loading(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(beyond, "load", lambda run: pytest.fail("model loaded"))
+    (tmp_path / "f").write_text("keep me")
+    assert cli(["beyond", "--smoke", "--device", "cpu", "--out", str(tmp_path / "f")]) == 2
+    assert "--out" in capsys.readouterr().err and (tmp_path / "f").read_text() == "keep me"
+
+
 def test_missing_gpu_is_refused_before_loading(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(beyond.torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(beyond, "load", lambda run: pytest.fail("model loaded"))

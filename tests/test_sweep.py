@@ -93,6 +93,7 @@ def test_plan_b_starts_from_recorded_best_lrs_without_module_state():
     (["--methods", "lora,dora"], "--methods must be a comma list of lora,full"),
     (["--budget-s", "0"], "--budget-s must be a positive number"),
     (["--steps", "0"], "--steps must be a positive integer"),
+    (["--out", "."], "is a folder"),
 ])
 def test_bad_options_are_refused_before_any_work(argv, words, tmp_path, monkeypatch, capsys):
     from lora_mini.__main__ import main as cli

@@ -674,11 +674,14 @@ def previous_result(cfg: BenchConfig) -> dict | None:
 
 def main(args) -> int:
     cfg = BenchConfig.from_args(args)         # every option checked before anything loads
+    for option, path in (("--out", cfg.out), ("--plot", cfg.plot)):
+        if Path(path).is_dir():
+            raise ConfigError(f"{option} {path} is a folder; name a file, e.g. {Path(path) / 'bench.json'}")
     old = previous_result(cfg)
+    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
     result = bench(cfg, done=timed_keys(old["results"]) if old else frozenset())
     if old is not None:
         result = merge_results(old, result)
-    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg.out, json.dumps(result, indent=1))
     try:
         plot(result, cfg.plot)

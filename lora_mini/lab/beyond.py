@@ -223,11 +223,23 @@ def start(run: Run, name: str, **empty) -> dict:
 
 
 def write(run: Run, name: str, obj: dict) -> None:
-    out = Path(run.cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{name}.tmp"
-    tmp.write_text(json.dumps(obj, indent=1))
-    tmp.replace(out / name)
+    """OUT/name, written whole or not at all (a temporary file, then a rename)."""
+    from .checkpoint import atomic_write_text
+    atomic_write_text(Path(run.cfg.out) / name, json.dumps(obj, indent=1))
+
+
+def check_out(out) -> None:
+    """--out must be a folder that exists or can be made, and takes files: checked before any work."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; name a folder (it holds methods.json, multi.json, overfit.json)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot write there ({e.strerror or e}); name another folder") from None
 
 
 # ----------------------------------------------------------------------------- data and evals
@@ -653,6 +665,7 @@ def config_from_args(args) -> BeyondConfig:
 def main(args) -> int:
     cfg = config_from_args(args)            # every setting checked before anything loads
     resolve_device(cfg.device)
+    check_out(cfg.out)
     written = run_beyond(cfg)
     for name, obj in written.items():
         skipped = f", skipped for time: {obj['skipped']}" if obj["skipped"] else ""

@@ -520,6 +520,8 @@ def plan_of(cfg: SweepConfig) -> list[dict]:
 
 def main(args) -> int:
     cfg = SweepConfig.from_args(args)     # every option checked before anything loads
+    if Path(cfg.out).is_dir():
+        raise ConfigError(f"--out {cfg.out} is a folder; name a .jsonl file in it, e.g. {Path(cfg.out) / 'sweep.jsonl'}")
     groups = plan_of(cfg)
     budget = Budget(cfg.budget_s)         # the clock starts here: the model load counts
     extra = {"sweep": cfg.to_dict(), **({"script": cfg.script} if cfg.script else {})}
