@@ -26,6 +26,7 @@ COMMANDS = {
     "generate": ("lora_mini.lab.generate", "replies from a model with an adapter"),
     "chat": ("lora_mini.lab.generate", "chat with a model and an adapter", "chat"),
     "export": ("lora_mini.lab.export", "merge an adapter into the model and save it"),
+    "beyond": ("lora_mini.lab.beyond", "chapter 8's runs: methods, several adapters, overfitting, continual learning (JSON)"),
 }
 _NUMBER = re.compile(r"-(\d|\.\d|inf\b|nan\b)", re.I)
 USAGE_ERRORS = (ValueError, OSError, KeyError)      # bad settings, files, names: status 2

@@ -3,6 +3,7 @@ import argparse
 import json
 
 import pytest
+import torch
 
 from lora_mini.lab import bench
 
@@ -96,23 +97,64 @@ def test_bench_append_merges_runs(tmp_path):
     assert len(result["commands"]) == 2 and "--append" not in result["commands"][0]
     assert result["commands"][1].endswith("--append")
     assert all(r["time_ratio"] > 0 for r in result["results"])
+    # resume: full FT was already timed, so the second call ran only lora_mini_ref (and says so)
+    by = {r["method"]: r for r in result["results"]}
+    assert "call" not in by["full"] and by["lora_mini_ref"]["call"] == 2
+    assert "from call 1" in by["lora_mini_ref"]["ratio_note"] and "ratio_note" not in by["lora_mini"]
+    assert [c["methods"] for c in result["configs"]] == [["full", "lora_mini"], ["full", "lora_mini_ref"]]
 
 
-def test_bench_graphed_needs_gpu(tmp_path):
-    assert bench.main(_args(tmp_path, methods="full", shapes="2x16", modes="graphed")) == 0
-    row = json.loads((tmp_path / "b.json").read_text())["results"][0]
-    assert "needs a GPU" in row["error"]
+def test_append_to_a_different_setting_is_refused_before_work(tmp_path, monkeypatch):
+    assert bench.main(_args(tmp_path, methods="full", shapes="1x8")) == 0
+    before = (tmp_path / "b.json").read_text()
+    monkeypatch.setattr(bench, "load_base", lambda *a: pytest.fail("model loaded"))
+    with pytest.raises(ValueError, match="--append: rank differs"):
+        bench.main(_args(tmp_path, methods="full", shapes="1x8", rank=8, append=True))
+    assert (tmp_path / "b.json").read_text() == before
 
 
-def test_graph_modes_have_no_memory_ratio(tmp_path):
-    """A replayed CUDA graph allocates nothing, so its allocator peak is not comparable: no mem_ratio."""
-    rows = [{"method": m, "mode": mode, "batch": 2, "seq": 8, "shape": "2x8", "step_s": s, "peak_mem_gib": g}
-            for m, s, g in (("full", 1.0, 2.0), ("lora_mini", 0.9, 0.5)) for mode in ("eager", "graphed")]
-    path = tmp_path / "old.json"
-    path.write_text(json.dumps({"results": rows}))
-    result = bench.load(path)
-    by = {(r["method"], r["mode"]): r for r in result["results"]}
-    assert by[("lora_mini", "eager")]["mem_ratio"] == 0.25 and by[("lora_mini", "graphed")]["time_ratio"] == 0.9
-    assert "mem_ratio" not in by[("lora_mini", "graphed")]
-    graphed_mem = [t for t in result["targets"] if t["mode"] == "graphed" and t["metric"] == "mem_ratio"]
-    assert graphed_mem and all(t["met"] is None for t in graphed_mem)
+def test_config_is_checked_before_loading_and_saved(tmp_path, monkeypatch):
+    p = argparse.ArgumentParser()
+    bench.add_arguments(p)
+    cfg = bench.BenchConfig.from_args(p.parse_args(["--device", "cpu"]))
+    assert cfg.out == "runs/bench/bench_cpu.json" and cfg.plot == "runs/bench/bench_cpu.png"   # never figures/
+    assert cfg.modes == ("eager",) and cfg.shapes == ((1, 64), (1, 16)) and cfg.budget_s is None
+    monkeypatch.setattr(bench, "load_base", lambda *a: pytest.fail("model loaded"))
+    for bad, words in ((dict(modes="eager,fast"), "unknown mode 'fast'"), (dict(rank=0), "--rank must be"),
+                       (dict(steps=0), "--steps must be at least 1"), (dict(budget_s=-5), "--budget-s"),
+                       (dict(methods=","), "--methods must name at least one")):
+        with pytest.raises(ValueError, match=words):
+            bench.main(_args(tmp_path, **bad))
+    assert not (tmp_path / "b.json").exists()
+    with pytest.raises(ValueError, match="is a folder"):
+        bench.main(_args(tmp_path, out=tmp_path))
+
+
+def test_result_holds_its_config(tmp_path):
+    assert bench.main(_args(tmp_path, methods="lora_mini_nosplit,full", shapes="1x8", script="bash x.sh")) == 0
+    result = json.loads((tmp_path / "b.json").read_text())
+    cfg = result["config"]
+    assert cfg["methods"] == ["lora_mini_nosplit", "full"] and cfg["shapes"] == [[1, 8]] and cfg["rank"] == 4
+    assert result["script"] == "bash x.sh" and cfg["command"] == result["command"]
+    assert all("error" not in r for r in result["results"])
+
+
+def _fast_settings():
+    """(enabled, split_rows) of the fast path in effect (lora_mini.fast.settings(), or its older module globals)."""
+    from lora_mini import fast
+    if hasattr(fast, "settings"):
+        return fast.settings().enabled, fast.settings().split_rows
+    return fast.ENABLED, fast.SPLIT_ROWS
+
+
+def test_fast_path_split_rows_is_scoped():
+    """bench.fast_path sets split_rows (and enabled) for one block and leaves the settings as they were."""
+    from lora_mini import fast
+    before = _fast_settings()
+    with bench.fast_path(True, split_rows=0):
+        assert _fast_settings() == (True, 0)
+        x = torch.randn(64, 8)
+        assert torch.allclose(fast.tn_matmul(x, x), x.t() @ x, atol=1e-5)
+    with bench.fast_path(False):
+        assert _fast_settings() == (False, before[1])
+    assert _fast_settings() == before

@@ -158,3 +158,12 @@ def test_every_target_name_must_match_and_suggestions_are_layer_names(targets, w
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0] and "'0'" not in err[0], err
     assert not (tmp_path / "out").exists()                  # nothing written
+
+
+def test_beyond_command_is_listed_and_every_option_has_help():
+    parser, available = build_parser()
+    assert "beyond" in available
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    p = sub.choices["beyond"]
+    assert all(action.help for action in p._actions), [a.dest for a in p._actions if not a.help]
+    assert p.description.startswith("chapter 8's runs") and "--parts" in p.format_help()

@@ -1,3 +1,8 @@
+import os
+import re
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -15,8 +20,28 @@ def test_split_is_by_path_hash_and_deterministic():
     files = stdlib_files()
     held = [f for f in files if split_of(f) == "heldout"]
     assert 0.04 < len(held) / len(files) < 0.16
-    assert [split_of(f) for f in files] == [split_of(f) for f in files]
     assert split_of("argparse.py", 0) == "train" and split_of("argparse.py", 100) == "heldout"
+    # the same split in another process with another string-hash seed (md5 of the path, not hash())
+    code = "import sys; from lora_mini.lab.corpus import split_of; print(''.join(split_of(l.strip())[0] for l in sys.stdin))"
+    other = subprocess.run([sys.executable, "-c", code], input="\n".join(files), capture_output=True, text=True,
+                           env={**os.environ, "PYTHONHASHSEED": "12345"}, check=True).stdout.strip()
+    assert other == "".join(split_of(f)[0] for f in files)
+
+
+def test_split_is_by_file_and_independent_of_the_folder(tmp_path):
+    """Every file's text lands wholly in its split's stream; a copy of the tree elsewhere gives the same corpus."""
+    for root in (tmp_path / "a", tmp_path / "b" / "deeper"):
+        for i in range(40):
+            path = root / f"pkg{i % 3}" / f"mod{i}.py"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"MARK{i:03d} = {i}\n")
+    a, b = build_corpus(None, root=tmp_path / "a"), build_corpus(None, root=tmp_path / "b" / "deeper")
+    assert a["info"]["train_sha1"] == b["info"]["train_sha1"] and a["info"]["heldout_sha1"] == b["info"]["heldout_sha1"]
+    for split in ("train", "heldout"):
+        text = bytes(a[split].tolist()).decode()
+        marks = {int(m) for m in re.findall(r"MARK(\d{3})", text)}
+        assert marks == {i for i in range(40) if split_of(f"pkg{i % 3}/mod{i}.py") == split}, split
+    assert a["info"]["heldout_files"] + a["info"]["train_files"] == 40 and a["info"]["heldout_files"] > 0
 
 
 def test_byte_corpus_roundtrip_and_info():

@@ -65,6 +65,55 @@ def test_run_plan_skips_done_configs_and_respects_budget(tmp_path):
     assert run_plan(groups, out, log=lambda *_: None) == []              # nothing recomputed
     more = [group("t", cfgs, [1e-2, 3e-2])]   # budget: the 1st runs (no estimate yet), the 2nd cannot fit
     skipped = []
-    new = run_plan(more, out, budget_s=0.01, log=skipped.append)
+    new = run_plan(more, out, budget=0.01, log=skipped.append)
     assert [r["config"]["lr"] for r in new] == [1e-2]
     assert any("skip" in line for line in skipped)
+
+
+def test_plan_b_starts_from_recorded_best_lrs_without_module_state():
+    """The start LRs of plan b come from the records run_plan passes in (no module-level record list)."""
+    from lora_mini.lab import sweep
+    layers, batch = plan_regret_b()
+    rec = lambda lr, loss, **c: {"config": make_config(lr=lr, **c), "final": {"heldout_loss": loss}}  # noqa: E731
+    records = [rec(1e-3, 2.5, method="lora", rank=64), rec(3e-3, 2.0, method="lora", rank=64),
+               rec(3e-4, 1.5, method="full", batch_size=32, steps=200)]
+    assert sweep.search_start(layers, layers["conditions"][0], []) == 1e-3          # nothing recorded: the default
+    assert sweep.search_start(layers, layers["conditions"][0], records) == 3e-3     # r=64's best LR
+    full128 = next(c for c in batch["conditions"] if c["method"] == "full" and c["batch_size"] == 128)
+    assert sweep.search_start(batch, full128, []) == 1e-4
+    assert sweep.search_start(batch, full128, records) == 3e-4                      # full FT at batch 32
+    assert not hasattr(sweep, "_RECORDS")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--ranks", "4,x"], "--ranks: 'x' is not a valid int"),
+    (["--ranks", "0"], "--ranks values must be positive"),
+    (["--lrs", "1e-3,-1"], "--lrs values must be positive"),
+    (["--layers", "attn,heads"], "--layers must be a comma list of all,attn,mlp"),
+    (["--methods", "lora,dora"], "--methods must be a comma list of lora,full"),
+    (["--budget-s", "0"], "--budget-s must be a positive number"),
+    (["--steps", "0"], "--steps must be a positive integer"),
+    (["--out", "."], "is a folder"),
+])
+def test_bad_options_are_refused_before_any_work(argv, words, tmp_path, monkeypatch, capsys):
+    from lora_mini.__main__ import main as cli
+    from lora_mini.lab import sweep
+    monkeypatch.setattr(sweep, "Session", lambda *a, **k: pytest.fail("model loaded"))
+    assert cli(["sweep", "--out", str(tmp_path / "x.jsonl"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and words in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_cli_records_its_config_and_resumes(tmp_path, capsys):
+    from lora_mini.__main__ import main as cli
+    out = tmp_path / "x.jsonl"
+    argv = ["sweep", "--smoke", "--ranks", "2", "--lrs", "1e-3", "--steps", "100", "--out", str(out),
+            "--script", "bash scripts/gpu/x.sh"]
+    assert cli(argv) == 0
+    (rec,) = load_records(out)
+    assert rec["command"] == "python -m lora_mini sweep " + " ".join(argv[1:]) and rec["script"] == "bash scripts/gpu/x.sh"
+    assert rec["sweep"]["ranks"] == [2] and rec["sweep"]["lrs"] == [1e-3] and rec["sweep"]["smoke"] is True
+    assert rec["config"]["model"] == "tiny-llama" and rec["config"]["steps"] == 2     # smoke_scale
+    assert cli(argv) == 0 and len(load_records(out)) == 1                              # resumed: nothing new
+    assert "0 new runs" in capsys.readouterr().out

@@ -19,31 +19,44 @@ memory, and the ratios to full fine-tuning at the same shape and mode.
 Peak memory: torch.cuda.max_memory_allocated on a GPU. On a CPU there is no allocator counter,
 so we report an estimate: parameters + gradients + optimizer state + tensors saved for backward
 (unique storages, via saved_tensors_hooks), labelled "memory_kind" in the JSON.
+
+The options become one BenchConfig (validated before the model loads, saved as "config"); the
+time budget is the lab's Budget; `--append` resumes into an existing JSON: configurations it
+already timed are not run again (the one way every lab job resumes: skip what is recorded).
+The default output is runs/bench/; the committed figures/bench_gpu.json is written only by name.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
+import importlib
+import importlib.util
+import inspect
 import json
 import math
-import os
 import platform
 import statistics
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from .. import fast
-from .graphs import GraphedStep, make_adamw
 from ..inject import apply_lora
 from ..models import DEFAULT_MODEL, load_model, tiny_model
+from .budget import Budget
+from .checkpoint import atomic_write_text
+from .config import ConfigError, _choice, _int, _num
+from .graphs import GraphedStep, make_adamw
 
 METHODS = ("full", "peft", "lora_mini", "lora_mini_nosplit", "lora_mini_ref")
 GRAPH_MODES = ("graphed", "compiled_graphed")
 GRAPH_MEM_NOTE = ("not measured: the activations live in the CUDA graph's private memory pool, which "
                   "torch.cuda.max_memory_allocated does not see during replay")
 MODES = ("eager", "graphed", "compiled", "compiled_graphed")
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 GIB = 2 ** 30
 
 
@@ -130,90 +143,124 @@ def _tensor_bytes(tensors) -> int:
     return sum(seen.values())
 
 
-def run_one(base_model, method, mode, batch, seq, args, device) -> dict:
+@contextlib.contextmanager
+def fast_path(enabled: bool, split_rows: int | None = None):
+    """`fast.fast_path(enabled, split_rows=...)`, split_rows passed only when set (None: the default).
+
+    Until lora_mini.fast.fast_path takes split_rows, the setting goes through fast.SPLIT_ROWS
+    for the block and is restored after it (the `else` branch below; delete it once the core has it).
+    """
+    if split_rows is None:
+        with fast.fast_path(enabled):
+            yield
+    elif "split_rows" in inspect.signature(fast.fast_path).parameters:
+        with fast.fast_path(enabled, split_rows=split_rows):
+            yield
+    else:
+        before, fast.SPLIT_ROWS = fast.SPLIT_ROWS, split_rows
+        try:
+            with fast.fast_path(enabled):
+                yield
+        finally:
+            fast.SPLIT_ROWS = before
+
+
+def make_step(base_model, method, mode, batch, seq, cfg, device, row) -> dict:
+    """The model, optimizer and one training step for a configuration (in row: params, optimizer)."""
+    graph_mode = mode in GRAPH_MODES
+    model, params = build(base_model, method, cfg.rank, cfg.alpha, device)
+    row["trainable_params"] = sum(p.numel() for p in params)
+    opt = make_adamw(params, 1e-5, graphs=graph_mode)
+    row["optimizer"] = ("AdamW(fused, capturable)" if graph_mode else
+                        "AdamW(fused)" if device.type == "cuda" else "AdamW(foreach)")
+    g = torch.Generator().manual_seed(cfg.seed)
+    ids = torch.randint(0, base_model.config.vocab_size, (batch, seq), generator=g).to(device)
+    fwd = torch.compile(model, backend=cfg.compile_backend) if mode in ("compiled", "compiled_graphed") else model
+
+    def step_fn(inputs):
+        loss = fwd(input_ids=inputs["ids"], labels=inputs["ids"]).loss
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    parts = {"model": model, "params": params, "opt": opt, "fwd": fwd, "graphed": None}
+    if graph_mode:
+        graphed = parts["graphed"] = GraphedStep(step_fn, opt, warmup=cfg.warmup)
+
+        def step():
+            out = graphed({"ids": ids})
+            if graphed.error:
+                raise RuntimeError(f"CUDA graph capture failed: {graphed.error}")
+            return out
+    else:
+        def step():
+            loss = step_fn({"ids": ids})
+            opt.zero_grad(set_to_none=True)
+            return loss
+    parts["step"] = step
+    return parts
+
+
+def time_steps(parts: dict, cfg, row: dict, device, t0: float) -> None:
+    """Warm-up (graphed: `warmup` eager steps, then one that captures and replays), then cfg.steps timed steps."""
+    step = parts["step"]
+    for i in range(cfg.warmup + (parts["graphed"] is not None)):
+        loss = step()
+        if i == 0:
+            row["loss_first"] = round(float(loss), 4)
+    if parts["graphed"] is not None:
+        row["capture_s"] = round(parts["graphed"].capture_seconds, 2)
+    _sync(device)
+    row["warmup_s"] = round(time.perf_counter() - t0, 2)
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(cfg.steps):
+        t = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    row["step_s"] = statistics.median(times)
+    row["step_s_all"] = [round(t, 5) for t in times]
+    row["tokens_per_s"] = row["batch"] * row["seq"] / row["step_s"]
+
+
+def measure_memory(parts: dict, row: dict, device) -> None:
+    """Peak memory: the allocator's on a GPU (none for graph modes), an estimate on a CPU."""
+    if device.type == "cuda":
+        if parts["graphed"] is not None:   # a replay allocates nothing: the allocator's peak would miss the activations
+            row["peak_mem_gib"] = None
+            row["mem_note"] = GRAPH_MEM_NOTE
+        else:
+            row["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / GIB
+        return
+    model, params, opt = parts["model"], parts["params"], parts["opt"]
+    try:
+        saved = _saved_bytes(parts["step"], model)
+    except Exception as e:  # e.g. hooks not supported under compile
+        row["mem_note"] = f"{type(e).__name__}: {str(e)[:200]}"
+        return
+    persistent = (_tensor_bytes(list(model.parameters()))           # weights
+                  + sum(p.numel() * p.element_size() for p in params)  # grads
+                  + _tensor_bytes([v for s in opt.state.values() for v in s.values()]))
+    row["peak_mem_gib"] = (saved + persistent) / GIB
+
+
+def run_one(base_model, method, mode, batch, seq, cfg, device) -> dict:
     """Time one (method, mode, shape) configuration. Raises on failure (the caller records it)."""
     row = {"method": method, "mode": mode, "batch": batch, "seq": seq, "shape": f"{batch}x{seq}"}
-    model = opt = fwd = graphed = None
     t0 = time.perf_counter()
-    split_before = fast.SPLIT_ROWS
+    parts: dict = {}
     try:
-        graph_mode = mode in ("graphed", "compiled_graphed")
-        if graph_mode and device.type != "cuda":
+        if mode in GRAPH_MODES and device.type != "cuda":
             raise ValueError(f"mode {mode!r} (CUDA graphs) needs a GPU; use --modes eager on CPU")
-        if method == "lora_mini_nosplit":
-            fast.SPLIT_ROWS = 0
-        with fast.fast_path(method != "lora_mini_ref"):
-            model, params = build(base_model, method, args.rank, args.alpha, device)
-            row["trainable_params"] = sum(p.numel() for p in params)
-            fused = device.type == "cuda"
-            opt = make_adamw(params, 1e-5, graphs=graph_mode)
-            row["optimizer"] = ("AdamW(fused, capturable)" if graph_mode else
-                                "AdamW(fused)" if fused else "AdamW(foreach)")
-            g = torch.Generator().manual_seed(args.seed)
-            ids = torch.randint(0, base_model.config.vocab_size, (batch, seq), generator=g).to(device)
-            compiled = mode in ("compiled", "compiled_graphed")
-            fwd = torch.compile(model, backend=args.compile_backend) if compiled else model
-
-            def step_fn(inputs):
-                loss = fwd(input_ids=inputs["ids"], labels=inputs["ids"]).loss
-                loss.backward()
-                opt.step()
-                return loss.detach()
-
-            if graph_mode:
-                graphed = GraphedStep(step_fn, opt, warmup=args.warmup)
-
-                def step():
-                    out = graphed({"ids": ids})
-                    if graphed.error:
-                        raise RuntimeError(f"CUDA graph capture failed: {graphed.error}")
-                    return out
-            else:
-                def step():
-                    loss = step_fn({"ids": ids})
-                    opt.zero_grad(set_to_none=True)
-                    return loss
-
-            # graphed: `warmup` eager steps, then one that captures the graph and replays it
-            for i in range(args.warmup + graph_mode):
-                loss = step()
-                if i == 0:
-                    row["loss_first"] = round(float(loss), 4)
-            if graphed is not None:
-                row["capture_s"] = round(graphed.capture_seconds, 2)
-            _sync(device)
-            row["warmup_s"] = round(time.perf_counter() - t0, 2)
-            gc.collect()
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            times = []
-            for _ in range(args.steps):
-                t = time.perf_counter()
-                step()
-                _sync(device)
-                times.append(time.perf_counter() - t)
-            row["step_s"] = statistics.median(times)
-            row["step_s_all"] = [round(t, 5) for t in times]
-            row["tokens_per_s"] = batch * seq / row["step_s"]
-            if device.type == "cuda":
-                if graph_mode:   # a replay allocates nothing: the allocator's peak would miss the activations
-                    row["peak_mem_gib"] = None
-                    row["mem_note"] = GRAPH_MEM_NOTE
-                else:
-                    row["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / GIB
-            else:
-                try:
-                    saved = _saved_bytes(step, model)
-                except Exception as e:  # e.g. hooks not supported under compile
-                    row["mem_note"] = f"{type(e).__name__}: {str(e)[:200]}"
-                else:
-                    persistent = (_tensor_bytes(list(model.parameters()))           # weights
-                                  + sum(p.numel() * p.element_size() for p in params)  # grads
-                                  + _tensor_bytes([v for s in opt.state.values() for v in s.values()]))
-                    row["peak_mem_gib"] = (saved + persistent) / GIB
+        with fast_path(method != "lora_mini_ref", split_rows=0 if method == "lora_mini_nosplit" else None):
+            parts = make_step(base_model, method, mode, batch, seq, cfg, device, row)
+            time_steps(parts, cfg, row, device, t0)
+            measure_memory(parts, row, device)
     finally:
-        fast.SPLIT_ROWS = split_before
-        del model, opt, fwd, graphed
+        parts.clear()
         if mode in ("compiled", "compiled_graphed"):
             torch._dynamo.reset()
         gc.collect()
@@ -256,6 +303,10 @@ def add_ratios(rows: list[dict]) -> None:
         f = full.get((r["shape"], r["mode"]))
         if f and "step_s" in r:
             r["time_ratio"] = r["step_s"] / f["step_s"]
+            if r.get("call", 1) != f.get("call", 1):
+                r["ratio_note"] = f"full FT's row is from call {f.get('call', 1)}, this one from call {r.get('call', 1)}"
+            else:
+                r.pop("ratio_note", None)
             if r.get("peak_mem_gib") is not None and f.get("peak_mem_gib") and r["mode"] not in GRAPH_MODES:
                 r["mem_ratio"] = r["peak_mem_gib"] / f["peak_mem_gib"]
             elif r["mode"] in GRAPH_MODES:
@@ -297,10 +348,14 @@ def plan(shapes, modes, methods) -> list[tuple]:
     return sorted(((m, mode, b, t) for mode in modes for (b, t) in shapes for m in methods), key=key)
 
 
+OPTIONS = ("model", "device", "dtype", "shapes", "methods", "modes", "rank", "alpha", "steps", "warmup",
+           "budget_s", "compile_backend", "out", "plot", "append")
+
+
 def command_line(args) -> str:
+    """The command line that gives these options (recorded in the JSON)."""
     parts = ["python -m lora_mini bench"]
-    for key in ("model", "device", "dtype", "shapes", "methods", "modes", "rank", "alpha", "steps",
-                "warmup", "budget_s", "compile_backend", "out", "plot", "append"):
+    for key in OPTIONS:
         v = getattr(args, key, None)
         if v is True:
             parts.append(f"--{key.replace('_', '-')}")
@@ -309,87 +364,161 @@ def command_line(args) -> str:
     return " ".join(parts)
 
 
-def bench(args, base=None) -> dict:
-    """Run every configuration in `args`; returns the result dict (written as JSON by main).
+def _names(option: str, text: str, allowed) -> tuple:
+    names = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    if not names:
+        raise ConfigError(f"{option} must name at least one of {','.join(allowed)}")
+    for m in names:
+        if m not in allowed:
+            raise ConfigError(f"unknown {option[2:-1]} {m!r} in {option}; choose from {','.join(allowed)}")
+    return names
 
-    base: an already loaded model to copy (its parameters are frozen in place, so pass a model
-    you do not train); default: load args.model.
-    """
-    t_start = time.perf_counter()          # the budget counts the model load too
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, None: None}[args.dtype] or (
-        torch.bfloat16 if device.type == "cuda" else torch.float32)
-    shapes = parse_shapes(args.shapes or ("16x1024,1x256" if device.type == "cuda" else "1x64,1x16"))
-    modes = [m.strip() for m in (args.modes or ("eager,graphed,compiled" if device.type == "cuda" else "eager")).split(",")]
-    if args.no_compile:
-        modes = [m for m in modes if "compiled" not in m]
-    methods = [m.strip() for m in args.methods.split(",")]
-    for m in methods:
-        if m not in METHODS:
-            raise ValueError(f"unknown method {m!r} in --methods; choose from {','.join(METHODS)}")
-    for m in modes:
-        if m not in MODES:
-            raise ValueError(f"unknown mode {m!r} in --modes; choose from {','.join(MODES)}")
-    if "peft" in methods:
-        try:
-            import peft  # noqa: F401
-        except ImportError:
-            methods.remove("peft")
-    if base is None:
-        base = load_base(args.model, dtype)
-    else:
-        base = base.to("cpu", dtype)
-        for p in base.parameters():
-            p.requires_grad_(False)
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One bench call, every default resolved for the device; saved as "config" in the JSON."""
+    model: str = DEFAULT_MODEL
+    device: str = "cpu"
+    dtype: str = "fp32"                     # the weights: bf16 or fp32
+    shapes: tuple = ((1, 64), (1, 16))      # (batch, seq) pairs
+    methods: tuple = METHODS
+    modes: tuple = ("eager",)
+    compile_backend: str = "inductor"
+    rank: int = 16
+    alpha: float = 32.0
+    steps: int = 3                          # timed steps
+    warmup: int = 1
+    budget_s: float | None = None           # None: no limit
+    seed: int = 0
+    out: str = "runs/bench/bench_cpu.json"
+    plot: str = "runs/bench/bench_cpu.png"
+    append: bool = False                    # resume: keep the file's timed rows, run only the others
+    quiet: bool = False
+    script: str | None = None               # the script that made this call, if any (recorded)
+    command: str = "python -m lora_mini bench"
+
+    def __post_init__(self):
+        _int("--rank", self.rank)
+        _num("--alpha", self.alpha)
+        _int("--steps", self.steps, what="at least 1")
+        _int("--warmup", self.warmup, what="at least 1")
+        _int("--seed", self.seed, low=0, what="a non-negative integer")
+        _choice("--dtype", self.dtype, ("bf16", "fp32"))
+        if self.budget_s is not None:
+            _num("--budget-s", self.budget_s, what="a positive number of seconds (0 on the command line: no limit)")
+        if not self.shapes or not self.methods or not self.modes:
+            raise ConfigError("--shapes, --methods and --modes must each name at least one value")
+        for m in self.modes:
+            _choice("--modes", m, MODES)
+        for m in self.methods:
+            _choice("--methods", m, METHODS)
+
+    @classmethod
+    def from_args(cls, args) -> "BenchConfig":
+        """Options (add_arguments) -> a config, with the device-dependent defaults filled in."""
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        gpu = device.startswith("cuda")
+        modes = _names("--modes", args.modes or ("eager,graphed,compiled" if gpu else "eager"), MODES)
+        if args.no_compile:
+            modes = tuple(m for m in modes if "compiled" not in m) or ("eager",)
+        out = args.out or f"runs/bench/bench_{'gpu' if gpu else 'cpu'}.json"
+        return cls(model=args.model, device=device, dtype=args.dtype or ("bf16" if gpu else "fp32"),
+                   shapes=tuple(parse_shapes(args.shapes or ("16x1024,1x256" if gpu else "1x64,1x16"))),
+                   methods=_names("--methods", args.methods, METHODS), modes=modes,
+                   compile_backend=args.compile_backend, rank=args.rank, alpha=args.alpha,
+                   steps=(10 if gpu else 3) if args.steps is None else args.steps,
+                   warmup=(3 if gpu else 1) if args.warmup is None else args.warmup,
+                   budget_s=args.budget_s or None, seed=args.seed, out=out,
+                   plot=args.plot or str(Path(out).with_suffix(".png")), append=args.append, quiet=args.quiet,
+                   script=getattr(args, "script", None), command=command_line(args))
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
+def timed_keys(rows: list[dict]) -> set:
+    """(method, mode, shape) of the rows that hold a timing: what a resumed bench does not run again."""
+    return {(r["method"], r["mode"], r["shape"]) for r in rows if "step_s" in r}
+
+
+def run_all(cfg: BenchConfig, base, device, budget: Budget, done: set = frozenset()) -> list[dict]:
+    """Every planned configuration not in `done`, in priority order, inside the budget."""
     from tqdm.auto import tqdm
-
+    methods = list(cfg.methods)
+    if "peft" in methods and importlib.util.find_spec("peft") is None:
+        methods.remove("peft")             # not installed here
     rows, took = [], {}
-    work = plan(shapes, modes, methods)
-    for method, mode, b, t in tqdm(work, desc="bench", disable=args.quiet):
-        elapsed = time.perf_counter() - t_start
+    work = [j for j in plan(list(cfg.shapes), list(cfg.modes), methods) if (j[0], j[1], f"{j[2]}x{j[3]}") not in done]
+    for method, mode, b, t in tqdm(work, desc="bench", disable=cfg.quiet):
         guess = max(took.get(mode, [60.0 if "compiled" in mode else 10.0]))
-        if args.budget_s and elapsed + guess > args.budget_s:
+        if not budget.fits(guess):
             rows.append({"method": method, "mode": mode, "batch": b, "seq": t, "shape": f"{b}x{t}",
-                         "skipped": f"time budget ({args.budget_s} s) would be exceeded"})
+                         "skipped": f"time budget ({cfg.budget_s:g} s) would be exceeded"})
             continue
         try:
-            row = run_one(base, method, mode, b, t, args, device)
+            row = run_one(base, method, mode, b, t, cfg, device)
             took.setdefault(mode, []).append(row["wall_s"])
         except Exception as e:  # a failing configuration is recorded, the others still run
             row = {"method": method, "mode": mode, "batch": b, "seq": t, "shape": f"{b}x{t}",
                    "error": f"{type(e).__name__}: {str(e)[:500]}"}
         rows.append(row)
-        if not args.quiet:
+        if not cfg.quiet:
             tqdm.write(summary_line(row))
+    return rows
+
+
+def device_name(device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def describe(cfg: BenchConfig, base, device, rows: list[dict], wall_s: float) -> dict:
+    """The result dict: the setting, the rows with their ratios, FLOP accounting and the targets."""
     add_ratios(rows)
-    cfg = base.config
+    mcfg = base.config
     result = {
-        "command": command_line(args),
-        "script": os.environ.get("LORA_MINI_BENCH_SCRIPT"),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-        "torch": torch.__version__, "python": platform.python_version(),
-        "model": getattr(cfg, "name_or_path", args.model), "dtype": str(dtype).replace("torch.", ""),
-        "rank": args.rank, "alpha": args.alpha, "targets_modules": "all-linear",
-        "steps": args.steps, "warmup": args.warmup,
+        "command": cfg.command, "script": cfg.script, "config": cfg.to_dict(),
+        "device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
+        "model": getattr(mcfg, "name_or_path", cfg.model), "dtype": str(DTYPES[cfg.dtype]).replace("torch.", ""),
+        "rank": cfg.rank, "alpha": cfg.alpha, "targets_modules": "all-linear",
+        "steps": cfg.steps, "warmup": cfg.warmup,
         "memory_kind": ("torch.cuda.max_memory_allocated" if device.type == "cuda" else
                         "estimate: params + grads + optimizer state + tensors saved for backward"),
-        "wall_s": round(time.perf_counter() - t_start, 1),
-        "results": rows,
+        "wall_s": round(wall_s, 1), "results": rows,
     }
-    try:
-        import transformers
-        result["transformers"] = transformers.__version__
-        import peft
-        result["peft"] = peft.__version__
-    except ImportError:
-        pass
-    if hasattr(cfg, "intermediate_size"):
-        flops = {m: flops_per_token(cfg, shapes[0][1], args.rank, m) for m in ("full", "lora_mini", "lora_mini_ref")}
-        result["flops_per_token"] = {"seq": shapes[0][1], **flops,
+    for package in ("transformers", "peft"):
+        if importlib.util.find_spec(package) is not None:
+            result[package] = importlib.import_module(package).__version__
+    if hasattr(mcfg, "intermediate_size"):
+        seq = cfg.shapes[0][1]
+        flops = {m: flops_per_token(mcfg, seq, cfg.rank, m) for m in ("full", "lora_mini", "lora_mini_ref")}
+        result["flops_per_token"] = {"seq": seq, **flops,
                                      "ratio_lora_fast": flops["lora_mini"]["total"] / flops["full"]["total"],
                                      "ratio_lora_naive": flops["lora_mini_ref"]["total"] / flops["full"]["total"]}
     result["targets"] = check_targets(rows)
     return result
+
+
+def bench(cfg, base=None, done: set = frozenset()) -> dict:
+    """Run every configuration of `cfg` (a BenchConfig, or the parsed options of add_arguments);
+    returns the result dict (main writes it as JSON). done: (method, mode, shape) keys not to run.
+
+    base: an already loaded model to copy (its parameters are frozen in place, so pass a model
+    you do not train); default: load cfg.model.
+    """
+    if not isinstance(cfg, BenchConfig):
+        cfg = BenchConfig.from_args(cfg)
+    budget = Budget(cfg.budget_s)          # the budget counts the model load too
+    device = torch.device(cfg.device)
+    if base is None:
+        base = load_base(cfg.model, DTYPES[cfg.dtype])
+    else:
+        base = base.to("cpu", DTYPES[cfg.dtype])
+        for p in base.parameters():
+            p.requires_grad_(False)
+    rows = run_all(cfg, base, device, budget, done)
+    return describe(cfg, base, device, rows, budget.elapsed())
 
 
 def load(path) -> dict:
@@ -404,21 +533,24 @@ def load(path) -> dict:
 def merge_results(old: dict, new: dict) -> dict:
     """new's rows added to old's (a row of new replaces old's row of the same method, mode and shape).
 
-    For a benchmark run in several sessions on the same machine type (e.g. eager and graphed in one,
-    compiled in another); every command stays listed under "commands". Ratios are only ever taken
-    within one (shape, mode), so each ratio still compares two runs of the same session.
+    For a benchmark run in several calls on the same machine type (e.g. eager and graphed in one,
+    compiled in another; `--append` runs only what the file does not hold yet). Every command,
+    script and config stays listed ("commands", "scripts", "configs"); each new row records its
+    call ("call": 1, 2, ...). A ratio compares two rows of one (shape, mode); where they come
+    from different calls, the row says so ("ratio_note").
     """
     for key in ("model", "dtype", "rank", "alpha", "device"):
         if old.get(key) != new.get(key):
             raise ValueError(f"--append: {key} differs ({old.get(key)!r} in the file, {new.get(key)!r} now); "
                              "write to another --out instead")
+    commands = old.get("commands", [old.get("command")]) + [new["command"]]
     key = lambda r: (r["method"], r["mode"], r["shape"])   # noqa: E731
     fresh = {key(r) for r in new["results"]}
-    rows = [r for r in old["results"] if key(r) not in fresh] + new["results"]
+    rows = [r for r in old["results"] if key(r) not in fresh] + [{**r, "call": len(commands)} for r in new["results"]]
     add_ratios(rows)
-    merged = {**new, "results": rows, "targets": check_targets(rows),
-              "commands": old.get("commands", [old.get("command")]) + [new["command"]],
+    merged = {**new, "results": rows, "targets": check_targets(rows), "commands": commands,
               "scripts": old.get("scripts", [old.get("script")]) + [new.get("script")],
+              "configs": old.get("configs", [old.get("config")]) + [new.get("config")],
               "wall_s": round(old.get("wall_s", 0) + new["wall_s"], 1)}
     return merged
 
@@ -506,43 +638,64 @@ def add_arguments(p) -> None:
     p.add_argument("--alpha", type=float, default=32)
     p.add_argument("--steps", type=int, default=None, help="timed steps (default 10 on GPU, 3 on CPU)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 3 on GPU, 1 on CPU)")
-    p.add_argument("--budget-s", type=float, default=0, help="skip configurations that would exceed this wall time (0: no limit)")
+    p.add_argument("--budget-s", type=float, default=0,
+                   help="skip configurations that would end after this many seconds (0: no limit)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="JSON path (default figures/bench_<gpu|cpu>.json)")
+    p.add_argument("--out", default=None, help="JSON path (default runs/bench/bench_<gpu|cpu>.json; the committed "
+                   "figures/bench_gpu.json is written only when named here)")
     p.add_argument("--plot", default=None, help="PNG path (default: the JSON path with .png)")
     p.add_argument("--append", action="store_true",
-                   help="add to the JSON at --out (same model, device, rank): rows of the same method/mode/shape are replaced")
+                   help="resume into the JSON at --out (same model, device, dtype, rank, alpha): configurations "
+                        "already timed there are not run again; the others are run and added")
+    p.add_argument("--script", default=None, help="the script that makes this call, recorded in the JSON "
+                   "(e.g. 'bash scripts/gpu/bench.sh')")
     p.add_argument("--quiet", action="store_true")
 
 
+def previous_result(cfg: BenchConfig) -> dict | None:
+    """With --append: the JSON at --out, checked against this call before any work (else None).
+    (merge_results checks the loaded model's name as well, once it is known.)"""
+    path = Path(cfg.out)
+    if not (cfg.append and path.is_file()):
+        return None
+    old = json.loads(path.read_text())
+    now = {"dtype": str(DTYPES[cfg.dtype]).replace("torch.", ""), "rank": cfg.rank, "alpha": cfg.alpha,
+           "device": device_name(torch.device(cfg.device))}
+    if "config" in old:
+        now["config.model"] = cfg.model
+        old["config.model"] = old["config"].get("model")
+    for key, value in now.items():
+        if old.get(key) != value:
+            raise ConfigError(f"--append: {key} differs ({old.get(key)!r} in {path}, {value!r} now); "
+                              "write to another --out instead")
+    old.pop("config.model", None)
+    return old
+
+
 def main(args) -> int:
-    gpu = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
-    args.steps = args.steps or (10 if gpu else 3)
-    args.warmup = args.warmup if args.warmup is not None else (3 if gpu else 1)
-    if args.steps < 1 or args.warmup < 1:
-        raise ValueError("--steps and --warmup must be at least 1")
-    args.out = args.out or f"figures/bench_{'gpu' if gpu else 'cpu'}.json"
-    args.plot = args.plot or str(Path(args.out).with_suffix(".png"))
-    result = bench(args)
-    if args.append and Path(args.out).is_file():
-        result = merge_results(json.loads(Path(args.out).read_text()), result)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    cfg = BenchConfig.from_args(args)         # every option checked before anything loads
+    for option, path in (("--out", cfg.out), ("--plot", cfg.plot)):
+        if Path(path).is_dir():
+            raise ConfigError(f"{option} {path} is a folder; name a file, e.g. {Path(path) / 'bench.json'}")
+    old = previous_result(cfg)
+    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+    result = bench(cfg, done=timed_keys(old["results"]) if old else frozenset())
+    if old is not None:
+        result = merge_results(old, result)
+    atomic_write_text(cfg.out, json.dumps(result, indent=1))
     try:
-        plot(result, args.plot)
+        plot(result, cfg.plot)
     except Exception as e:  # the JSON is what matters; say why the figure is missing
         print(f"plot failed: {type(e).__name__}: {e}")
     print(table(result))
     for t in result["targets"]:
         print(f"target {t['shape']} {t['mode']:<8} {t['metric']} = {t['value']} (≤ {t['target']}): "
               f"{'met' if t['met'] else 'NOT met' if t['met'] is not None else 'n/a'}")
-    print(f"wrote {args.out} and {args.plot}")
+    print(f"wrote {cfg.out} and {cfg.plot}")
     return 0
 
 
 if __name__ == "__main__":  # python -m lora_mini.lab.bench ... (same as python -m lora_mini bench ...)
-    import argparse
+    from lora_mini.__main__ import main as _cli
     import sys
-    _parser = argparse.ArgumentParser(prog="python -m lora_mini.lab.bench", description=__doc__.splitlines()[0])
-    add_arguments(_parser)
-    sys.exit(main(_parser.parse_args()))
+    sys.exit(_cli(["bench", *sys.argv[1:]]))

@@ -34,7 +34,6 @@ import torch
 EXCLUDE_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test",
                 "encodings", "pydoc_data", "turtledemo", "distutils", "ensurepip"}
 REMOVED_IN_312 = {"asynchat.py", "asyncore.py", "imp.py", "smtpd.py"}
-IGNORE = -100
 
 
 def stdlib_root() -> Path:

@@ -3,11 +3,12 @@
     python -m lora_mini sweep --plan regret_a --out figures/without_regret/regret_a.jsonl --budget-s 420
     python -m lora_mini sweep --methods full,lora --ranks 4,16 --lrs 1e-4,1e-3 --steps 100 --out x.jsonl
 
-One run = one config (a plain dict, see `make_config`) trained with `lora_mini.lab.trainer.train` on the
-stdlib corpus (`lora_mini.lab.corpus`); its record (config, final and curve of train / held-out loss,
-time, corpus info, command) is appended as one JSON line as soon as it finishes. A config already
-present in any *.jsonl of the output folder is never run again, so a sweep can be stopped and
-resumed, and GPU time is never spent twice.
+One run = one config (a plain, validated dict, see `make_config`; its canonical JSON is the run's
+identity) trained with `lora_mini.lab.trainer.train` on the stdlib corpus (`lora_mini.lab.corpus`);
+its record (config, final and curve of train / held-out loss, time, corpus info, command, and the
+sweep call's own SweepConfig as "sweep") is appended as one JSON line as soon as it finishes. A
+config already present in any *.jsonl of the output folder is never run again, so a sweep can be
+stopped and resumed, and GPU time is never spent twice. The time budget is the lab's Budget.
 
 A plan is a list of groups run in priority order; a group is a list of conditions (a config
 without its LR) and a way to choose LRs:
@@ -23,12 +24,16 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+
+from ..models import DEFAULT_MODEL
+from .budget import Budget
+from .config import ConfigError, _choice, _int, _num
 
 LR_GRID = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
 LAYERS = {"all": "all-linear", "attn": ["q_proj", "k_proj", "v_proj", "o_proj"],
@@ -124,10 +129,12 @@ def best_lr(records: list[dict], cond: str):
 
 
 # --------------------------------------------------------------------------- plans
-def group(name, conditions, lrs="search", start=None, lr_of=None, fallback_lr=1e-3):
-    """A group of conditions. lrs="search" (bracket search from `start`, a function of the condition),
-    "best_of" (the best LR found for the condition lr_of(cond)), or a list of LRs."""
-    return dict(name=name, conditions=conditions, lrs=lrs, start=start, lr_of=lr_of, fallback_lr=fallback_lr)
+def group(name, conditions, lrs="search", start=None, lr_of=None, fallback_lr=1e-3, start_of=None):
+    """A group of conditions. lrs="search" (bracket search from `start`, an LR or a function of the
+    condition; with start_of, from the best LR already recorded for the condition start_of(cond) if
+    there is one), "best_of" (the best LR found for the condition lr_of(cond)), or a list of LRs."""
+    return dict(name=name, conditions=conditions, lrs=lrs, start=start, lr_of=lr_of, fallback_lr=fallback_lr,
+                start_of=start_of)
 
 
 def _start(c):
@@ -162,19 +169,10 @@ def plan_regret_b(scale=None) -> list[dict]:
     for b in (128, 8):   # 6400 sequences each, as the batch-32 LR sweep (200 steps)
         for m, r in (("full", None), ("lora", 64)):
             bs.append(make_config(**s(dict(method=m, rank=r, batch_size=b, steps=200 * 32 // b))))
-    def batch32(c):   # the same method at batch 32 (the LR sweep of plan a), to start the search
-        ref = make_config(**s(dict(method=c["method"], rank=c["rank"], batch_size=32, steps=200)))
-        return _best_or(condition_of(ref), _start(c))
-    return [group("layers", layers, "search", start=lambda c: _best_or(lora64, 1e-3)),
-            group("batch", bs, "search", start=batch32)]
-
-
-_RECORDS: list[dict] = []   # the records the running sweep knows (for start LRs of plan b)
-
-
-def _best_or(cond: str, default: float) -> float:
-    lr = best_lr(_RECORDS, cond)
-    return lr if lr is not None else default
+    def batch32(c):   # the same method at batch 32 (the LR sweep of plan a): its best LR starts the search
+        return condition_of(make_config(**s(dict(method=c["method"], rank=c["rank"], batch_size=32, steps=200))))
+    return [group("layers", layers, "search", start=1e-3, start_of=lambda c: lora64),
+            group("batch", bs, "search", start=_start, start_of=batch32)]
 
 
 PLANS = {"regret_a": plan_regret_a, "regret_b": plan_regret_b}
@@ -209,7 +207,7 @@ class Session:
             self.model, tok = load_model(model_name, device=self.device, dtype=torch.float32)
         self.model.requires_grad_(False)
         self.model_name, self.data = model_name, data
-        cache = Path(__file__).resolve().parents[1] / "runs" / "cache"   # git-ignored
+        cache = Path(__file__).resolve().parents[2] / "runs" / "cache"   # the repository's runs/ (git-ignored)
         self.corpus = build_corpus(tok, max_files=20 if data == "stdlib-small" else None, cache_dir=cache)
         self.n_heldout = heldout_blocks if data == "stdlib" else 8
         self.step_s: dict[tuple, float] = {}     # (method, tokens per step) -> seconds per step
@@ -327,70 +325,159 @@ def _describe(cfg: dict) -> str:
     return f"{what} lr={cfg['lr']:g} batch={cfg['batch_size']} steps={cfg['steps']} seed={cfg['seed']}"
 
 
-def run_plan(groups: list[dict], out: Path, budget_s: float | None = None, session_factory=None,
-             command: str = "", t0: float | None = None, log=print) -> list[dict]:
+def search_start(g: dict, cond: dict, records: list[dict]) -> float:
+    """Where a group's LR search starts for a condition: the recorded best LR of g["start_of"](cond)
+    if there is one, else g["start"] (an LR or a function of the condition), else _start(cond)."""
+    if g.get("start_of") is not None:
+        lr = best_lr(records, g["start_of"](cond))
+        if lr is not None:
+            return lr
+    start = g["start"]
+    return start(cond) if callable(start) else (start or _start(cond))
+
+
+def next_config(g: dict, cond: dict, records: list[dict], done: set) -> tuple[dict | None, bool]:
+    """(the next config to run for a condition of group g, or None; whether the condition is finished)."""
+    if g["lrs"] == "search":
+        lr = next_lr(lr_results(records, condition_of(cond)), search_start(g, cond, records))
+        finished = lr is None
+    elif g["lrs"] == "best_of":
+        lr = best_lr(records, g["lr_of"](cond)) or g["fallback_lr"]
+        finished = True   # one run per condition
+    else:
+        todo = [x for x in g["lrs"] if config_key({**cond, "lr": x}) not in done]
+        lr = todo[0] if todo else None
+        finished = lr is None
+    if lr is None or config_key({**cond, "lr": lr}) in done:
+        return None, finished
+    return {**cond, "lr": lr}, finished
+
+
+def _append(out: Path, rec: dict) -> None:
+    with open(out, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+def run_plan(groups: list[dict], out, budget=None, session_factory=None, command: str = "",
+             log=print, extra: dict | None = None) -> list[dict]:
     """Run the groups in order within the time budget; append each record to `out` (JSONL).
-    Returns the records written now. Skips configs present in any *.jsonl beside `out`."""
-    global _RECORDS
-    t0 = time.time() if t0 is None else t0
+
+    budget: a lab Budget, a number of seconds, or None (no limit). extra: keys added to every record
+    (main adds the sweep's config). Returns the records written now. Resumes: configs recorded in
+    any *.jsonl beside `out` are not run again."""
+    budget = budget if isinstance(budget, Budget) else Budget(budget)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _RECORDS = load_records(out.parent)
-    done = {r["key"] for r in _RECORDS}
+    records = load_records(out.parent)
+    done = {r["key"] for r in records}
     S, new = None, []
     for g in groups:
-        blocked: set[int] = set()
-        while True:
+        finished: set[int] = set()
+        progressed = True
+        while progressed:
             progressed = False
             for ci, cond in enumerate(g["conditions"]):
-                if ci in blocked:
+                if ci in finished:
                     continue
-                ckey = condition_of(cond)
-                if g["lrs"] == "search":
-                    start = g["start"](cond) if callable(g["start"]) else (g["start"] or _start(cond))
-                    lr = next_lr(lr_results(_RECORDS, ckey), start)
-                elif g["lrs"] == "best_of":
-                    lr = best_lr(_RECORDS, g["lr_of"](cond)) or g["fallback_lr"]
-                    blocked.add(ci)   # one run per condition
-                else:
-                    todo = [x for x in g["lrs"] if config_key({**cond, "lr": x}) not in done]
-                    lr = todo[0] if todo else None
-                if lr is None:
-                    blocked.add(ci)
-                    continue
-                cfg = {**cond, "lr": lr}
-                if config_key(cfg) in done:
+                cfg, over = next_config(g, cond, records, done)
+                if over:
+                    finished.add(ci)
+                if cfg is None:
                     continue
                 if S is None:
                     S = session_factory(cfg) if session_factory else Session(cfg["model"], cfg["data"])
-                    log(f"[sweep] model and corpus ready after {time.time() - t0:.0f} s; corpus: "
-                        f"python {S.corpus['info']['python']}, {S.corpus['info']['train_tokens']:,} train / "
-                        f"{S.corpus['info']['heldout_tokens']:,} held-out tokens")
+                    info = S.corpus["info"]
+                    log(f"[sweep] model and corpus ready after {budget.elapsed():.0f} s; corpus: python {info['python']}, "
+                        f"{info['train_tokens']:,} train / {info['heldout_tokens']:,} held-out tokens")
                 est = S.estimate_s(cfg)
-                left = budget_s - (time.time() - t0) if budget_s else math.inf
-                if est is not None and est > left:
-                    log(f"[sweep] skip (needs ~{est:.0f} s, {left:.0f} s left): {_describe(cfg)}")
-                    blocked.add(ci)
+                if est is not None and not budget.fits(est):
+                    log(f"[sweep] skip (needs ~{est:.0f} s, {budget.remaining():.0f} s left): {_describe(cfg)}")
+                    finished.add(ci)
                     continue
                 rec = run_one(S, cfg, out.parent)
-                rec.update(group=g["name"], command=command,
-                           finished_at=time.strftime("%Y-%m-%d %H:%M:%S"))
-                with open(out, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
-                _RECORDS.append(rec)
+                rec.update(group=g["name"], command=command, finished_at=time.strftime("%Y-%m-%d %H:%M:%S"),
+                           **(extra or {}))
+                _append(out, rec)
+                records.append(rec)
                 done.add(rec["key"])
                 new.append(rec)
                 progressed = True
                 log(f"[sweep] {g['name']}: {_describe(cfg)} -> held-out {rec['final']['heldout_loss']:.4f} "
                     f"(init {rec['heldout_loss_init']:.4f}), {rec['seconds_per_step']:.3f} s/step, "
-                    f"{time.time() - t0:.0f} s elapsed" + (" DIVERGED" if rec["diverged"] else ""))
-            if not progressed:
-                break
-    log(f"[sweep] done: {len(new)} new runs in {time.time() - t0:.0f} s; {len(_RECORDS)} records in {out.parent}")
+                    f"{budget.elapsed():.0f} s elapsed" + (" DIVERGED" if rec["diverged"] else ""))
+    log(f"[sweep] done: {len(new)} new runs in {budget.elapsed():.0f} s; {len(records)} records in {out.parent}")
     return new
 
 
 # --------------------------------------------------------------------------- command line
+def _list(option: str, text: str, kind=str, allowed=None) -> tuple:
+    items = []
+    for part in (t.strip() for t in str(text).split(",")):
+        if not part:
+            continue
+        try:
+            value = kind(part)
+        except ValueError:
+            raise ConfigError(f"{option}: {part!r} is not a valid {kind.__name__}; write e.g. {option} "
+                              f"{'1e-4,1e-3' if kind is float else '4,16'}") from None
+        if allowed is not None and value not in allowed:
+            raise ConfigError(f"{option} must be a comma list of {','.join(map(str, allowed))}; got {part!r}")
+        if kind is not str and not value > 0:
+            raise ConfigError(f"{option} values must be positive, got {part!r}")
+        items.append(value)
+    if not items:
+        raise ConfigError(f"{option} must name at least one value")
+    return tuple(dict.fromkeys(items))
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """One sweep call: a named plan or a grid, the output file, the budget. Saved in every record ("sweep")."""
+    plan: str | None = None                # a name in PLANS, or None for the grid below
+    out: str = "runs/sweep/sweep.jsonl"
+    budget_s: float | None = None
+    smoke: bool = False
+    methods: tuple = ("lora",)
+    ranks: tuple = (16,)
+    lrs: tuple | str = "search"
+    layers: tuple = ("all",)
+    batch_sizes: tuple = (32,)
+    steps: int = 200
+    block_size: int = 256
+    alpha: float = 32.0
+    seed: int = 0
+    model: str = DEFAULT_MODEL
+    script: str | None = None              # the script that made this call, if any (recorded)
+    command: str = "python -m lora_mini sweep"
+
+    def __post_init__(self):
+        if self.plan is not None:
+            _choice("--plan", self.plan, sorted(PLANS))
+        if self.budget_s is not None:
+            _num("--budget-s", self.budget_s, what="a positive number of seconds")
+        _int("--steps", self.steps)
+        _int("--block-size", self.block_size, low=2, what="an integer >= 2")
+        _num("--alpha", self.alpha)
+        _int("--seed", self.seed, low=0, what="a non-negative integer")
+        if self.lrs != "search" and not (isinstance(self.lrs, tuple) and self.lrs):
+            raise ConfigError(f"--lrs must be 'search' or a comma list of LRs, got {self.lrs!r}")
+
+    @classmethod
+    def from_args(cls, args) -> "SweepConfig":
+        argv = getattr(args, "argv", None)
+        lrs = "search" if args.lrs.strip() == "search" else _list("--lrs", args.lrs, float)
+        return cls(plan=args.plan, out=args.out, budget_s=args.budget_s, smoke=args.smoke,
+                   methods=_list("--methods", args.methods, str, ("lora", "full")),
+                   ranks=_list("--ranks", args.ranks, int), lrs=lrs,
+                   layers=_list("--layers", args.layers, str, tuple(LAYERS)),
+                   batch_sizes=_list("--batch-sizes", args.batch_sizes, int), steps=args.steps,
+                   block_size=args.block_size, alpha=args.alpha, seed=args.seed, model=args.model,
+                   script=args.script, command=" ".join(["python -m lora_mini sweep", *(sys.argv[1:] if argv is None else argv)]))
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
 def add_arguments(p) -> None:
     p.add_argument("--plan", choices=sorted(PLANS), help="a predefined plan (chapter 7's GPU batches)")
     p.add_argument("--out", default="runs/sweep/sweep.jsonl", help="JSONL file to append records to")
@@ -406,37 +493,42 @@ def add_arguments(p) -> None:
     p.add_argument("--alpha", type=float, default=32.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default=DEFAULTS["model"], help="model name or 'tiny-llama'")
+    p.add_argument("--script", default=None, help="the script that makes this call, recorded in every record "
+                   "(e.g. 'bash scripts/gpu/regret_a.sh')")
 
 
-def grid_plan(args) -> list[dict]:
+def grid_plan(cfg) -> list[dict]:
+    """The grid of a SweepConfig (or of parsed options) as one group."""
+    if not isinstance(cfg, SweepConfig):
+        cfg = SweepConfig.from_args(cfg)
     conds = []
-    for m in args.methods.split(","):
-        for b in map(int, args.batch_sizes.split(",")):
-            for L in args.layers.split(","):
-                for r in (map(int, args.ranks.split(",")) if m == "lora" else [None]):
-                    c = dict(method=m, rank=r, layers=L, batch_size=b, steps=args.steps,
-                             block_size=args.block_size, alpha=args.alpha, seed=args.seed, model=args.model)
-                    c = smoke_scale(c) if args.smoke else c
-                    c = make_config(**c)
+    for m in cfg.methods:
+        for b in cfg.batch_sizes:
+            for L in cfg.layers:
+                for r in (cfg.ranks if m == "lora" else [None]):
+                    c = dict(method=m, rank=r, layers=L, batch_size=b, steps=cfg.steps,
+                             block_size=cfg.block_size, alpha=cfg.alpha, seed=cfg.seed, model=cfg.model)
+                    c = make_config(**(smoke_scale(c) if cfg.smoke else c))
                     if c not in conds:
                         conds.append(c)
-    lrs = "search" if args.lrs == "search" else [float(x) for x in args.lrs.split(",")]
-    return [group("grid", conds, lrs, start=_start)]
+    return [group("grid", conds, "search" if cfg.lrs == "search" else list(cfg.lrs), start=_start)]
+
+
+def plan_of(cfg: SweepConfig) -> list[dict]:
+    return PLANS[cfg.plan](smoke_scale if cfg.smoke else None) if cfg.plan else grid_plan(cfg)
 
 
 def main(args) -> int:
-    t0 = time.time()
-    if args.plan:
-        groups = PLANS[args.plan](smoke_scale if args.smoke else None)
-    else:
-        groups = grid_plan(args)
-    command = os.environ.get("LORA_MINI_COMMAND") or "python -m lora_mini sweep " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["sweep"] else sys.argv[1:])
-    run_plan(groups, Path(args.out), budget_s=args.budget_s, command=command, t0=t0)
+    cfg = SweepConfig.from_args(args)     # every option checked before anything loads
+    if Path(cfg.out).is_dir():
+        raise ConfigError(f"--out {cfg.out} is a folder; name a .jsonl file in it, e.g. {Path(cfg.out) / 'sweep.jsonl'}")
+    groups = plan_of(cfg)
+    budget = Budget(cfg.budget_s)         # the clock starts here: the model load counts
+    extra = {"sweep": cfg.to_dict(), **({"script": cfg.script} if cfg.script else {})}
+    run_plan(groups, Path(cfg.out), budget=budget, command=cfg.command, extra=extra)
     return 0
 
 
 if __name__ == "__main__":   # python -m lora_mini.lab.sweep ... (same as python -m lora_mini sweep ...)
-    import argparse
-    _p = argparse.ArgumentParser(prog="python -m lora_mini.lab.sweep", description=__doc__.splitlines()[0])
-    add_arguments(_p)
-    sys.exit(main(_p.parse_args()))
+    from lora_mini.__main__ import main as _cli
+    sys.exit(_cli(["sweep", *sys.argv[1:]]))

@@ -1,20 +1,12 @@
 #!/usr/bin/env bash
-# Chapter 8 on one GPU: every method on the addition task, several adapters, forgetting,
-# overfitting. ~7 minutes on one H200 (stops starting runs after BUDGET_S=430 s).
-#   GPU=0 bash scripts/gpu/variants.sh          # writes figures/beyond/{methods,multi,overfit}.json
-#   SMOKE=1 bash scripts/gpu/variants.sh        # a tiny CPU check (writes to runs/beyond_smoke/)
-#   SMOKE=1 ONLY=lora,prompt bash scripts/gpu/variants.sh   # only some methods
-# Resumable: what figures/beyond/*.json already holds (same config) is not run again; FRESH=1 redoes all.
-# Parts in parallel on three GPUs (each <= 8 min):
-#   GPU=0 PARTS=methods bash ... & GPU=1 PARTS=overfit bash ... & GPU=2 PARTS=sequential bash ... ; wait
+# Chapter 8 on one GPU: every method on the addition task, several adapters, overfitting, continual
+# learning (`python -m lora_mini beyond`, lora_mini/lab/beyond.py). ~7 minutes on one H200 (runs start
+# while they fit --budget-s, default 430). Writes figures/beyond/{methods,multi,overfit}.json; what they
+# already hold (same settings) is not run again (--fresh redoes all).
+#   GPU=0 bash scripts/gpu/variants.sh [beyond options, e.g. --parts methods --budget-s 530]
+#   bash scripts/gpu/variants.sh --smoke --model tiny --methods lora,prompt     # CPU check, writes runs/beyond_smoke/
+# Parts side by side on three GPUs: run_all.sh with Q0="variants --parts methods" Q1="variants --parts overfit" ...
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export CUDA_VISIBLE_DEVICES="${GPU:-0}"
-export COMMAND="GPU=${GPU:-0}${PARTS:+ PARTS=$PARTS} bash scripts/gpu/variants.sh"
-mkdir -p runs
-if [[ "${SMOKE:-0}" == "1" ]]; then
-  export OUT_DIR="${OUT_DIR:-runs/beyond_smoke}"
-  export COMMAND="SMOKE=1 bash scripts/gpu/variants.sh"
-fi
-
-python -m lora_mini.lab.beyond 2>&1 | tee "runs/variants_${PARTS:-all}_gpu${GPU:-0}.log"
+export CUDA_VISIBLE_DEVICES=${GPU:-0} PYTHONUNBUFFERED=1
+exec "${PYTHON:-python3}" -m lora_mini beyond "$@"
