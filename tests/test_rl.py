@@ -125,3 +125,12 @@ def test_command_line_refuses_bad_settings_before_loading(tmp_path):
     with pytest.raises(ValueError, match="folder"):
         rl.main(_args("--model", "tiny", "--out", str(tmp_path)))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_command_is_listed_and_every_option_has_help():
+    from lora_mini.__main__ import build_parser
+    parser, available = build_parser()
+    assert "rl" in available
+    p = argparse.ArgumentParser()
+    rl.add_arguments(p)
+    assert all(a.help for a in p._actions), [a.dest for a in p._actions if not a.help]
