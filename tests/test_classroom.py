@@ -82,6 +82,20 @@ def test_toy_student_edition(toy):
     assert "raise NotImplementedError" in nb.cells[4].source and nb.cells[7].source == "*Your answer here.*"
 
 
+def _unrun_with_outputs(nb):
+    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.get("outputs") and c.execution_count is None]
+
+
+def test_toy_every_output_has_an_execution_count(toy):
+    """nbval fails a cell with outputs but no execution count ("Unrun reference cell has outputs").
+    The toy's body cell is such a cell (written by a script): the built edition must give it a count."""
+    src, out, _ = toy
+    assert _unrun_with_outputs(read(src)) == [1]                         # the case is there in the source
+    nb = read(out)
+    assert not _unrun_with_outputs(nb), "cells with outputs but no execution count: nbval fails them"
+    assert nb.cells[5].execution_count is not None and nb.cells[5].outputs   # the check cell too
+
+
 def test_toy_grades(toy, tmp_path):
     src, out, _ = toy
     full = grade(src, source=src)
@@ -127,6 +141,7 @@ def test_student_edition_is_built_and_clean(ch, tmp_path):
         f"chapters/{src.name} is not what the build writes: run python -m lora_mini.classroom build {ch}")
     student = read(committed)
     assert not leaks(student)
+    assert not _unrun_with_outputs(student), "cells with outputs but no execution count: nbval fails them"
     section = student.cells[first_exercise(student):]            # the body is the textbook: it may show code
     text = "\n".join(c.source for c in section) + "\n".join(str(o) for c in section for o in c.get("outputs", []))
     for line in _solution_lines(read(src)):

@@ -55,8 +55,24 @@ def _run_exercises(nb, body_from, failure, timeout):
         raise RuntimeError(failure.format(bad))
 
 
+def count_outputs(nb):
+    """Give every code cell that has outputs an execution count (nbval fails a cell that has outputs
+    but none: "Unrun reference cell has outputs"). A cell without one (e.g. written by a script)
+    gets its position among the notebook's code cells (1, 2, ...); counts already there are kept."""
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for k, cell in enumerate(code, start=1):
+        if cell.get("outputs") and cell.get("execution_count") is None:
+            cell.execution_count = k
+            for out in cell.outputs:
+                if out.get("output_type") == "execute_result":
+                    out["execution_count"] = k
+    return nb
+
+
 def _write(nb, path):
-    """Write to a temporary file and rename: a failure leaves the old file in place."""
+    """Write to a temporary file and rename: a failure leaves the old file in place.
+    Every cell with outputs carries an execution count (count_outputs)."""
+    count_outputs(nb)
     tmp = path.with_suffix(".ipynb.tmp")
     nbformat.write(nb, str(tmp))
     os.replace(tmp, path)

@@ -60,7 +60,7 @@ def run_all(path, timeout=1800, cwd=CHAPTERS):
     nb = nbf.read(str(path), as_version=4)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
-                            resources={"metadata": {"path": str(cwd)}})
+                            coalesce_streams=True, resources={"metadata": {"path": str(cwd)}})   # one text per stream
     with client.setup_kernel(env=env):
         for i, cell in enumerate(nb.cells):
             if cell.cell_type == "code":
