@@ -34,14 +34,13 @@ These formulas were checked against `measure_training_step` (tests/test_memory.p
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_GATED = ("gate_proj", "up_proj", "down_proj")
-MLP_PLAIN = ("up_proj", "down_proj")          # GPT-style MLP: h -> 4h -> h
 TARGET_SETS = {"attention": ATTENTION, "mlp": MLP_GATED, "all-linear": ATTENTION + MLP_GATED}
 
 
@@ -251,6 +250,3 @@ def measure_training_step(model: nn.Module, input_ids: torch.Tensor, lr: float =
     result["total"] = result["weights"] + result["gradients"] + result["optimizer"] + result["activations"]
     return result
 
-
-def as_dict(shape: ModelShape) -> dict:
-    return asdict(shape)

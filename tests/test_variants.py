@@ -4,9 +4,9 @@ import copy
 import pytest
 import torch
 
+from lora_mini import lora_modules as variant_layers
 from lora_mini import merge, tiny_model, unmerge
-from lora_mini.variants import (DoRALinear, apply_variant, fake_quantize, loraplus_optimizer,
-                                quantize_base_, variant_layers)
+from lora_mini.variants import DoRALinear, apply_variant, fake_quantize, loraplus_optimizer, quantize_base_
 
 
 def _ids(seed=0, b=2, t=7):
