@@ -104,9 +104,18 @@ def _collect(layers: dict, fmt: str) -> tuple[dict, dict]:
 
 
 def _serialize(tensors: dict) -> bytes:
-    """safetensors bytes whose header records the sha256 of their own tensor data."""
-    digest = _sha256(_data_region(save_bytes(tensors, metadata={"format": "pt"})))
-    return save_bytes(tensors, metadata={"format": "pt", SHA_META: digest})
+    """safetensors bytes whose header records the sha256 of their own tensor data; byte-identical for equal tensors.
+
+    safetensors writes metadata keys in no fixed order, so the header is re-written with sorted keys
+    (padded with spaces to 8 bytes, as the format allows); the tensor data is untouched.
+    """
+    blob = save_bytes(tensors, metadata={"format": "pt"})
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    header["__metadata__"][SHA_META] = _sha256(blob[8 + n:])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-(8 + len(text)) % 8)
+    return len(text).to_bytes(8, "little") + text + blob[8 + n:]
 
 
 def _config_json(model: nn.Module, fmt: str, cfg: dict, targets: list, shapes: dict, blob: bytes) -> dict:

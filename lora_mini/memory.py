@@ -186,8 +186,7 @@ def activation_bytes(shape: ModelShape, method: str, batch: int, seq: int, dtype
 
 
 def training_memory(shape: ModelShape, method: str = "full", r: int = 16, targets="all-linear",
-                    batch: int = 1, seq: int = 512, dtype: str = "bf16", activations: bool = True,
-                    fused: bool = True) -> dict:
+                    batch: int = 1, seq: int = 512, dtype: str = "bf16", fused: bool = True) -> dict:
     """Bytes of one Adam training step: {"weights", "gradients", "optimizer", "activations", "total"}.
 
     dtype "fp32": everything 4 bytes. dtype "bf16": weights and activations 2 bytes; full
@@ -208,8 +207,7 @@ def training_memory(shape: ModelShape, method: str = "full", r: int = 16, target
         raise ValueError(f"method must be 'full' or 'lora', got {method!r}")
     out = {"model": shape.name, "method": method, "dtype": dtype, "params": P, "trainable": trainable,
            "weights": weights, "gradients": grads, "optimizer": 8 * trainable}
-    out["activations"] = (activation_bytes(shape, method, batch, seq, e, r, targets, fused)
-                          if activations else 0)
+    out["activations"] = activation_bytes(shape, method, batch, seq, e, r, targets, fused)
     out["total"] = out["weights"] + out["gradients"] + out["optimizer"] + out["activations"]
     return out
 
