@@ -186,7 +186,8 @@ def save_adapter(model: nn.Module, path, format: str = "lora_mini", convert_piss
     cfg = _common_config(layers)
     converted = cfg.get("converted_from")
     if converted and not convert_pissa:
-        raise ValueError(f"save_adapter: the model's LoRA layers are {converted}-initialized: their A, B only fit the "
+        shown = {"pissa": "PiSSA"}.get(converted, converted)
+        raise ValueError(f"save_adapter: the model's LoRA layers are {shown}-initialized: their A, B only fit the "
                          "residual W_res, not the base model an adapter is loaded into. Pass convert_pissa=True "
                          "to save the equivalent plain LoRA adapter (rank 2r) for the original W.")
     if convert_pissa and not converted:
