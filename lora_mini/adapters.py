@@ -50,6 +50,7 @@ class BottleneckAdapter(nn.Module):
         nn.init.zeros_(self.adapter_up.bias)
         for p in self.base.parameters():
             p.requires_grad_(False)
+        self.train(base.training)   # the mode of the layer it follows
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.base(x)

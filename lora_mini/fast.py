@@ -17,13 +17,20 @@ Here one autograd Function does the whole layer:
 
 W' is merged on the fly from the frozen W and the float32 masters A, B: the same maths as
 W x + s·B(A x), rounded once instead of at each step. Nothing of size (N × out) is saved
-or added besides what the base layer needs. Set `lora_mini.fast.ENABLED = False` (or
-LORA_MINI_FAST=0) to use the straightforward `lora_forward` instead, e.g. to compare them.
+or added besides what the base layer needs.
+
+Settings (no module globals, no environment variables): `FastSettings(enabled, split_rows)`
+lives in a context variable. `with fast_path(False): ...` uses the straightforward
+`lora_forward` inside the block (e.g. to compare them); `with fast_path(split_rows=0): ...`
+turns split-K off. One layer can override both: `layer.fast = False`, `layer.split_rows = 16`
+(None follows fast_path). Under torch.compile the setting is read when the model is traced:
+a compiled model keeps the path it was compiled with (torch._dynamo.reset() to re-trace).
 """
 from __future__ import annotations
 
 import contextlib
-import os
+import contextvars
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -34,24 +41,73 @@ try:  # GPT-2's transposed linear layer (see layers.py)
 except ImportError:  # pragma: no cover
     Conv1D = None
 
-ENABLED = os.environ.get("LORA_MINI_FAST", "1").strip().lower() not in ("0", "false", "no", "off")
 
-# grad_A = (s·gB)ᵀ x and grad_B = gᵀ hs are reductions over all N tokens with a tiny (r × in,
-# out × r) result. One GEMM gives the GPU only a few output tiles, each looping over N rows, so
-# for large N we split the rows into chunks of about SPLIT_ROWS, multiply the chunks in one
-# batched GEMM and add the partial products in float32 ("split-K"). 0 turns splitting off;
-# CPUs never split (their BLAS threads already divide the work).
-SPLIT_ROWS = int(os.environ.get("LORA_MINI_SPLIT_ROWS", "2048"))
+@dataclass(frozen=True)
+class FastSettings:
+    """enabled: use the fused Function where it computes the same thing.
+
+    split_rows: grad_A = (s·gB)ᵀ x and grad_B = gᵀ hs are reductions over all N tokens with a
+    tiny (r × in, out × r) result. One GEMM gives the GPU only a few output tiles, each looping
+    over N rows, so for large N the rows are split into chunks of about split_rows, multiplied
+    in one batched GEMM and the partial products added in float32 ("split-K"). 0 turns splitting
+    off; CPUs never split by default (their BLAS threads already divide the work).
+    """
+    enabled: bool = True
+    split_rows: int = 2048
+
+    def __post_init__(self):
+        if not isinstance(self.enabled, bool):
+            raise TypeError(f"fast_path: enabled must be True or False, got {self.enabled!r}")
+        if isinstance(self.split_rows, bool) or not isinstance(self.split_rows, int) or self.split_rows < 0:
+            raise ValueError(f"fast_path: split_rows must be an integer >= 0 (0: no split), got {self.split_rows!r}")
+
+
+_SETTINGS: contextvars.ContextVar[FastSettings] = contextvars.ContextVar("lora_mini_fast", default=FastSettings())
+
+
+def settings() -> FastSettings:
+    """The fast-path settings in effect here (see fast_path)."""
+    return _SETTINGS.get()
+
+
+@torch.compiler.assume_constant_result
+def _enabled_now() -> bool:
+    return _SETTINGS.get().enabled
+
+
+@torch.compiler.assume_constant_result
+def _split_rows_now() -> int:
+    return _SETTINGS.get().split_rows
+
+
+@contextlib.contextmanager
+def fast_path(enabled: bool | None = None, split_rows: int | None = None):
+    """Switch the fast path (and split-K) inside a block; None leaves a setting as it is.
+
+        with fast_path(False): ref = model(x)          # the straightforward path
+        with fast_path(split_rows=0): loss.backward()  # no split-K
+    """
+    now = _SETTINGS.get()
+    new = replace(now, **{k: v for k, v in (("enabled", enabled), ("split_rows", split_rows)) if v is not None})
+    token = _SETTINGS.set(new)
+    try:
+        yield new
+    finally:
+        _SETTINGS.reset(token)
 
 
 def tn_matmul(a: torch.Tensor, b: torch.Tensor, split_rows: int | None = None) -> torch.Tensor:
     """aᵀ b in float32 for a: N × m, b: N × n (a sum over N rows; m or n is small).
 
-    With N ≥ 2·split_rows on a GPU: S = N // split_rows chunks in one bmm, partial sums added in fp32.
+    split_rows None: fast_path's split_rows, on a GPU only; a number: that, on any device.
+    With N ≥ 2·split_rows: S = N // split_rows chunks in one bmm, partial sums added in fp32.
     """
-    rows = SPLIT_ROWS if split_rows is None else split_rows
+    if split_rows is None:
+        rows = _split_rows_now() if a.device.type == "cuda" else 0
+    else:
+        rows = split_rows
     N = a.shape[0]
-    S = N // rows if rows > 0 and (a.device.type == "cuda" or split_rows is not None) else 1
+    S = N // rows if rows > 0 else 1
     if S < 2:
         return (a.t() @ b).float()
     k = N // S
@@ -62,22 +118,11 @@ def tn_matmul(a: torch.Tensor, b: torch.Tensor, split_rows: int | None = None) -
     return head
 
 
-@contextlib.contextmanager
-def fast_path(enabled: bool):
-    """Switch the fast path on or off inside a block:  with fast_path(False): ref = model(x)."""
-    global ENABLED
-    before, ENABLED = ENABLED, bool(enabled)
-    try:
-        yield
-    finally:
-        ENABLED = before
-
-
 class LoRALinearFunction(torch.autograd.Function):
     """y = x Wᵀ + b + s · (x Aᵀ) Bᵀ with W (out × in) frozen; grads for x, A (r × in), B (out × r)."""
 
     @staticmethod
-    def forward(ctx, x, W, bias, A, B, scaling: float):
+    def forward(ctx, x, W, bias, A, B, scaling: float, split_rows: int | None = None):
         dt = x.dtype
         sA = (A * scaling).to(dt)                  # r × in: s folded into A (exact for s = 2^k)
         B_ = B.to(dt)                              # out × r
@@ -86,6 +131,7 @@ class LoRALinearFunction(torch.autograd.Function):
         hs = F.linear(x, sA)                       # (..., r)
         ctx.save_for_backward(x, W, sA, B_, hs)
         ctx.scaling = scaling
+        ctx.split_rows = split_rows                # None: fast_path's setting (GPUs only)
         ctx.a_dtype, ctx.b_dtype = A.dtype, B.dtype
         return y
 
@@ -93,7 +139,8 @@ class LoRALinearFunction(torch.autograd.Function):
     def backward(ctx, g):
         x, W, sA, B_, hs = ctx.saved_tensors
         s = ctx.scaling
-        need_x, _, _, need_A, need_B, _ = ctx.needs_input_grad
+        need = ctx.needs_input_grad               # (x, W, bias, A, B, scaling[, split_rows])
+        need_x, need_A, need_B = need[0], need[3], need[4]
         out, d_in = W.shape
         g2 = g.reshape(-1, out)                    # N × out
         x2 = x.reshape(-1, d_in)                   # N × in
@@ -107,22 +154,23 @@ class LoRALinearFunction(torch.autograd.Function):
         elif need_A:
             sgB = g2 @ (B_ * s)                                 # N × r
         if need_A:
-            grad_A = tn_matmul(sgB, x2).to(ctx.a_dtype)                          # r × in
+            grad_A = tn_matmul(sgB, x2, ctx.split_rows).to(ctx.a_dtype)                          # r × in
         if need_B:
-            grad_B = tn_matmul(g2, hs.reshape(-1, hs.shape[-1])).to(ctx.b_dtype)  # out × r
-        return grad_x, None, None, grad_A, grad_B, None
+            grad_B = tn_matmul(g2, hs.reshape(-1, hs.shape[-1]), ctx.split_rows).to(ctx.b_dtype)  # out × r
+        return grad_x, None, None, grad_A, grad_B, None, None
 
 
 def can_use(layer: nn.Module, x: torch.Tensor) -> bool:
     """True when the fast path computes exactly what layer.base(x) + layer.lora_forward(x) does.
 
     The caller (LoRALinear.forward) also checks that lora_forward is not overridden by a variant.
-    Falls back (False) when: switched off; dropout is active (p > 0 in training); the base
+    Falls back (False) when: switched off (layer.fast, else fast_path); dropout is active (p > 0 in training); the base
     layer is trainable or has hooks, or is a subclass with its own forward; dtypes differ or
     autocast is on; no gradient is wanted (inference: rebuilding W' on every call would cost
     a whole out × in pass per generated token, more than the two thin GEMMs it replaces).
     """
-    if not ENABLED:
+    own = getattr(layer, "fast", None)
+    if not (own if own is not None else _enabled_now()):
         return False
     if not torch.is_grad_enabled() or not (layer.lora_A.requires_grad or layer.lora_B.requires_grad):
         return False
@@ -148,4 +196,5 @@ def lora_linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The fast forward of a LoRALinear (nn.Linear or GPT-2 Conv1D base).  x: (..., in) -> (..., out)."""
     w = layer.base.weight
     W = w.t() if layer.fan_in_fan_out else w        # out × in (Conv1D stores in × out)
-    return LoRALinearFunction.apply(x, W, layer.base.bias, layer.lora_A, layer.lora_B, layer.scaling)
+    rows = getattr(layer, "split_rows", None)                  # None: fast_path's setting
+    return LoRALinearFunction.apply(x, W, layer.base.bias, layer.lora_A, layer.lora_B, layer.scaling, rows)

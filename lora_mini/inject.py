@@ -1,85 +1,29 @@
-r"""Putting LoRA into a model: target matching, wrapping, freezing, counting.
+r"""Putting LoRA into a model: wrapping, freezing, counting (target matching is in targets.py).
 
     apply_lora(model, ["q_proj", "v_proj"], r=8, alpha=16)   # suffixes of module names
+    apply_lora(model, "q_proj,v_proj", r=8, alpha=16)        # the same, as the command line writes it
     apply_lora(model, r".*\.mlp\..*_proj", r=8, alpha=16)     # a regex (full match)
     apply_lora(model, "all-linear", r=16, alpha=32)          # every Linear/Conv1D but the head
 
-Matching follows PEFT: a suffix matches a module whose name equals it or ends with "." + it.
-apply_lora is all-or-nothing: every problem is found before the model is touched.
+apply_lora is all-or-nothing: every problem is found before the model is touched. Every layer
+kind (LoRALinear, DoRALinear, ...) goes in through `inject_layers`.
 """
 from __future__ import annotations
 
-import difflib
-import re
+import warnings
 from collections import OrderedDict
 
 import torch.nn as nn
 
-from .layers import LINEAR_TYPES, LoRALinear, check_hparams
+from .layers import LoRALinear, check_hparams, features
+from .targets import find_targets, head_names, parse_targets  # noqa: F401  (re-exported)
+
+TRAINABLE_SUFFIXES = ("lora_A", "lora_B", "lora_magnitude")
 
 
 def lora_modules(model: nn.Module) -> dict[str, LoRALinear]:
-    """{module name: LoRALinear} for every LoRA layer in the model."""
+    """{module name: LoRALinear} for every LoRA layer (DoRALinear is one) in the model."""
     return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
-
-
-def _head_names(model: nn.Module) -> set[str]:
-    """Names of the output head (excluded from "all-linear", as in PEFT)."""
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    names = {n for n, m in model.named_modules() if head is not None and m is head}
-    return names or {n for n, _ in model.named_modules() if n.split(".")[-1] == "lm_head"}
-
-
-def _matches(name: str, targets) -> bool:
-    if isinstance(targets, str):
-        return re.fullmatch(targets, name) is not None
-    return any(name == t or name.endswith("." + t) for t in targets)
-
-
-def find_targets(model: nn.Module, targets) -> list[str]:
-    """Names of the modules that `targets` selects. Raises ValueError/TypeError on bad targets."""
-    if isinstance(targets, str) and targets != "all-linear":
-        try:
-            re.compile(targets)
-        except re.error as e:
-            raise ValueError(f"target_modules {targets!r} is not a valid regex ({e}); "
-                             "pass a list of module-name suffixes instead") from e
-    elif not isinstance(targets, str):
-        if isinstance(targets, (bytes, dict)) or not hasattr(targets, "__iter__"):
-            raise TypeError("target_modules must be a list of module-name suffixes, a regex string "
-                            f"or 'all-linear', got {type(targets).__name__}")
-        targets = list(targets)
-        if not targets or not all(isinstance(t, str) and t for t in targets):
-            raise ValueError(f"target_modules must be non-empty strings, got {targets!r}")
-
-    inside_lora = {f"{n}.{c}" for n, m in lora_modules(model).items() for c, _ in m.named_modules() if c}
-    names = [n for n, _ in model.named_modules() if n and n not in inside_lora]
-    modules = dict(model.named_modules())
-    if targets == "all-linear":
-        heads = _head_names(model)
-        found = [n for n in names if isinstance(modules[n], LINEAR_TYPES + (LoRALinear,)) and n not in heads]
-        if not found:
-            raise ValueError("'all-linear' found no nn.Linear or Conv1D layer (other than the output head)")
-    else:
-        found = [n for n in names if _matches(n, targets)]
-        # a target naming the frozen layer inside an existing LoRA layer is "LoRA applied twice"
-        found += [n for n in sorted(inside_lora) if _matches(n, targets)]
-        if not found:
-            wanted = [targets] if isinstance(targets, str) else targets
-            leaves = sorted({n.split(".")[-1] for n in names})
-            close = sorted({c for t in wanted for c in difflib.get_close_matches(t.split(".")[-1], leaves, n=5, cutoff=0.4)})
-            hint = f" Closest module names: {close}." if close else f" Module names include: {leaves[:12]}."
-            raise ValueError(f"target_modules {targets!r} matched no module in {type(model).__name__}."
-                             + hint + " Use module-name suffixes (e.g. ['q_proj', 'v_proj']), a regex, or 'all-linear'.")
-    for n in found:
-        m = modules[n]
-        if isinstance(m, LoRALinear) or n in inside_lora:
-            raise ValueError(f"module {n!r} already has LoRA (applied twice?). Call merge_and_unload(model) "
-                             "or start from a fresh model before applying LoRA again.")
-        if not isinstance(m, LINEAR_TYPES):
-            raise TypeError(f"target {n!r} is a {type(m).__name__}; LoRA here wraps only nn.Linear and GPT-2 "
-                            "Conv1D. Target its linear sub-layers instead (e.g. 'q_proj', 'up_proj').")
-    return found
 
 
 def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -88,25 +32,44 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-def apply_lora(model: nn.Module, target_modules, r: int, alpha: float, dropout: float = 0.0,
-               use_rslora: bool = False) -> nn.Module:
-    """Wrap every targeted Linear/Conv1D in a LoRALinear and freeze everything but A and B.
+def warn_if_rank_too_big(model: nn.Module, names: list[str], r: int) -> None:
+    """Warn when A and B together hold at least as many numbers as the weights they adapt (Σ r·(in+out) ≥ Σ in·out)."""
+    shapes = [features(model.get_submodule(n)) for n in names]                  # (in, out) each
+    lora, dense = sum(r * (i + o) for i, o in shapes), sum(i * o for i, o in shapes)
+    if names and lora >= dense:
+        widest = min(min(i, o) for i, o in shapes)
+        warnings.warn(f"LoRA rank r={r} is too big for these {len(names)} layers: A and B would hold {lora:,} "
+                      f"numbers, at least the {dense:,} of the weights they adapt (and ΔW's rank cannot exceed "
+                      f"min(in, out), {widest} for the narrowest). Use a smaller r, or full fine-tuning.",
+                      stacklevel=3)
 
-    target_modules: list of module-name suffixes, a regex string (full match), or "all-linear".
-    Returns the same model (changed in place). On bad input raises before changing anything.
-    """
-    check_hparams(r, alpha, dropout)
-    names = find_targets(model, target_modules)
+
+def inject_layers(model: nn.Module, names: list[str], make) -> nn.Module:
+    """Replace each named module m by make(m) (a LoRA layer of any kind) and freeze all but the adapters."""
     for name in names:
-        _set_module(model, name, LoRALinear(model.get_submodule(name), r, alpha, dropout, use_rslora))
+        _set_module(model, name, make(model.get_submodule(name)))
     mark_only_lora_trainable(model)
     return model
 
 
+def apply_lora(model: nn.Module, target_modules, r: int, alpha: float, dropout: float = 0.0,
+               use_rslora: bool = False) -> nn.Module:
+    """Wrap every targeted Linear/Conv1D in a LoRALinear and freeze everything but A and B.
+
+    target_modules: anything targets.parse_targets takes (names, "a,b", a regex, "all-linear").
+    Returns the same model (changed in place). On bad input raises before changing anything.
+    The new layers take the mode (train/eval) of the layers they wrap.
+    """
+    check_hparams(r, alpha, dropout)
+    names = find_targets(model, target_modules)
+    warn_if_rank_too_big(model, names, r)
+    return inject_layers(model, names, lambda base: LoRALinear(base, r, alpha, dropout, use_rslora))
+
+
 def mark_only_lora_trainable(model: nn.Module) -> None:
-    """requires_grad = True for lora_A / lora_B, False for every other parameter."""
+    """requires_grad = True for lora_A / lora_B (and DoRA's lora_magnitude), False for every other parameter."""
     for name, p in model.named_parameters():
-        p.requires_grad_(name.endswith(("lora_A", "lora_B")))
+        p.requires_grad_(name.endswith(TRAINABLE_SUFFIXES))
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

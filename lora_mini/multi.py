@@ -56,6 +56,7 @@ class MultiLoRALinear(nn.Module):
         self.active = None
         for p in base.parameters():
             p.requires_grad_(False)
+        self.train(base.training)   # the mode of the layer it wraps
 
     @property
     def n_adapters(self) -> int:

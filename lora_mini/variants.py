@@ -11,86 +11,24 @@ variant          what changes (W frozen: out × in; A: r × in; B: out × r)
 "pissa"          A, B from the top-r SVD of W; W_res = W − s·B·A is frozen    (Meng et al., 2024)
 "loraplus"       plain LoRA layers; the optimizer gives B a ratio× larger LR   (Hayou et al., 2024)
 
-All variants start out computing exactly the base model (up to rounding for PiSSA), and
-`merge`/`unmerge` from lora_mini.merge work for all of them (DoRA's delta_weight is W' − W).
-save_adapter stores DoRA's m too; a PiSSA model is saved with convert_pissa=True, which turns
-it into a plain rank-2r LoRA adapter on the original W (pissa_to_lora).
+Every variant is a layer of lora_mini.layers that honours the one layer contract (pure
+delta_weight, merge/unmerge on the layer, adapter_tensors/adapter_config for io): rsLoRA is a
+setting of LoRALinear, DoRA is DoRALinear (defined in layers.py, importable from here), PiSSA is
+a LoRALinear whose W was replaced by W_res (it saves the equivalent rank-2r LoRA adapter on the
+original W: pissa_to_lora), a quantized base is a LoRALinear on a quantized W.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .inject import _set_module, find_targets, lora_modules
-from .layers import LoRALinear, check_hparams
+from .inject import TRAINABLE_SUFFIXES, find_targets, inject_layers, warn_if_rank_too_big  # noqa: F401
+from .layers import DoRALinear, LoRALinear, check_hparams
 
 VARIANTS = ("lora", "rslora", "dora", "pissa", "loraplus")
-TRAINABLE_SUFFIXES = ("lora_A", "lora_B", "lora_magnitude")
-
-
-# ----------------------------------------------------------------------------- DoRA
-
-class DoRALinear(LoRALinear):
-    """Weight-decomposed LoRA: W' = m ⊙ V / ‖V‖_row with V = W + s·B·A.
-
-    lora_magnitude m: (out,), starts at ‖W‖_row so that W' = W at init (B = 0).
-    As in the paper (and PEFT), ‖V‖ is treated as a constant in backward (detached),
-    which saves memory; the forward value is exact. Saved by save_adapter as
-    "<module>.lora_magnitude" (PEFT: "base_model.model.<module>.lora_magnitude_vector").
-    With dropout > 0 in training, PEFT scales W·x on the undropped x by 1 and W·dropout(x)
-    by (m/‖V‖ − 1); here the whole (W x + s·B·A·dropout(x)) is scaled by m/‖V‖. Identical
-    in eval and without dropout.
-    """
-
-    def __init__(self, base: nn.Module, r: int, alpha: float, dropout: float = 0.0,
-                 use_rslora: bool = False):
-        super().__init__(base, r, alpha, dropout, use_rslora)
-        self.lora_magnitude = nn.Parameter(self._weight_oi().float().norm(dim=1))   # (out,)
-        self._merged_delta = None
-
-    def _weight_oi(self) -> torch.Tensor:
-        """W as out × in (Conv1D stores it transposed)."""
-        w = self.base.weight
-        return w.T if self.fan_in_fan_out else w
-
-    def _lora_delta_oi(self) -> torch.Tensor:
-        return (self.lora_B.float() @ self.lora_A.float()) * self.scaling          # out × in, fp32
-
-    @torch.no_grad()
-    def _row_norm(self) -> torch.Tensor:
-        """‖W + s·B·A‖ per output row, (out,), fp32, treated as a constant (no graph)."""
-        return (self._weight_oi().float() + self._lora_delta_oi()).norm(dim=1)
-
-    def delta_weight(self) -> torch.Tensor:
-        """W' − W in float32, shaped like base.weight. While merged, the delta that was added."""
-        if self.merged:
-            if self._merged_delta is None:
-                raise RuntimeError("DoRA layer is marked merged but holds no merged delta")
-            delta = self._merged_delta
-            self._merged_delta = None   # merge.unmerge subtracts it once
-            return delta
-        w = self._weight_oi().float()
-        v = w + self._lora_delta_oi()
-        delta = (self.lora_magnitude.float() / v.norm(dim=1))[:, None] * v - w       # out × in
-        delta = delta.T if self.fan_in_fan_out else delta
-        self._merged_delta = delta.detach().clone()   # kept in case merge() follows
-        return delta
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.merged or self.disabled:
-            return self.base(x)
-        w = self._weight_oi()
-        scale = (self.lora_magnitude.float() / self._row_norm()).to(x.dtype)        # (out,)
-        y = F.linear(x, w.to(x.dtype)) + self.lora_forward(x)                      # V x
-        y = y * scale
-        bias = getattr(self.base, "bias", None)
-        return y if bias is None else y + bias.to(x.dtype)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + ", dora=True"
 
 
 # ----------------------------------------------------------------------------- PiSSA
@@ -102,20 +40,22 @@ def pissa_init_(layer: LoRALinear) -> LoRALinear:
     W = U S Vᵀ;  B = U_r √(S_r/s),  A = √(S_r/s) V_rᵀ  so that s·B·A = U_r S_r V_rᵀ,
     and W_res = W − s·B·A replaces W. At init W_res + s·B·A = W (up to W's dtype rounding).
     The initial A₀, B₀ stay on the layer as buffers pissa_A0 (r × in), pissa_B0 (out × r),
-    not in state_dict, so that the trained adapter can be converted back to plain LoRA on W
-    (pissa_to_lora; save_adapter(..., convert_pissa=True)).
+    not in state_dict: the layer's init_offset(), from which adapter_tensors() saves the
+    adapter relative to the original W (pissa_to_lora; save_adapter(..., convert_pissa=True)).
     """
     if is_pissa(layer):
         raise ValueError("pissa_init_: this layer is already PiSSA-initialized (its W is W_res); "
                          "a second SVD would split W_res again. Start from a fresh LoRA layer.")
-    w = layer.base.weight.float()
+    if layer.merged:
+        raise ValueError("pissa_init_: the layer is merged; call unmerge() first")
+    w = layer.base.weight.to(layer._dtype())
     w = w.T if layer.fan_in_fan_out else w                                        # out × in
     U, S, Vh = torch.linalg.svd(w, full_matrices=False)
     r = layer.r
     root = torch.sqrt(S[:r] / layer.scaling)                                      # (r,)
     layer.lora_B.copy_(U[:, :r] * root[None, :])                                  # out × r
     layer.lora_A.copy_(root[:, None] * Vh[:r])                                    # r × in
-    w_res = w - layer.scaling * layer.lora_B @ layer.lora_A
+    w_res = w - layer.scaling * layer.lora_B.to(w.dtype) @ layer.lora_A.to(w.dtype)
     w_res = w_res.T if layer.fan_in_fan_out else w_res
     layer.base.weight.copy_(w_res.to(layer.base.weight.dtype))
     layer.register_buffer("pissa_A0", layer.lora_A.detach().float().clone(), persistent=False)
@@ -125,10 +65,9 @@ def pissa_init_(layer: LoRALinear) -> LoRALinear:
 
 def is_pissa(layer: nn.Module) -> bool:
     """True for a layer that pissa_init_ changed (it holds A₀, B₀ and its W is W_res)."""
-    return getattr(layer, "pissa_A0", None) is not None
+    return isinstance(layer, LoRALinear) and layer.init_offset() is not None
 
 
-@torch.no_grad()
 def pissa_to_lora(layer: LoRALinear) -> tuple[torch.Tensor, torch.Tensor]:
     """Trained PiSSA layer -> (A', B') of a plain LoRA adapter on the ORIGINAL W, float32.
 
@@ -136,23 +75,15 @@ def pissa_to_lora(layer: LoRALinear) -> tuple[torch.Tensor, torch.Tensor]:
     ΔW = s·(B·A − B₀·A₀) = s·B'·A'  with  A' = [A; A₀] (2r × in),  B' = [B, −B₀] (out × 2r).
     The rank doubles: store r' = 2r and α' = 2α (rsLoRA: α' = √2·α) so that s stays the same.
     Same layout, sign and α rule as PEFT's save_pretrained(path_initial_model_for_weight_conversion=...).
+    (This is the layer's own adapter_tensors().)
     """
     if not is_pissa(layer):
         raise ValueError("pissa_to_lora: the layer was not PiSSA-initialized by pissa_init_ (no A0, B0)")
-    if isinstance(layer, DoRALinear):
-        raise ValueError("pissa_to_lora: PiSSA + DoRA is not linear in B·A; only plain LoRA layers convert")
-    a = torch.cat([layer.lora_A.float(), layer.pissa_A0.float()], dim=0)         # 2r × in
-    b = torch.cat([layer.lora_B.float(), -layer.pissa_B0.float()], dim=1)        # out × 2r
-    return a, b
+    tensors = layer.adapter_tensors()
+    return tensors["lora_A"], tensors["lora_B"]
 
 
 # ----------------------------------------------------------------------------- one API
-
-def mark_variant_trainable(model: nn.Module) -> None:
-    """requires_grad only for lora_A, lora_B and DoRA's lora_magnitude."""
-    for name, p in model.named_parameters():
-        p.requires_grad_(name.endswith(TRAINABLE_SUFFIXES))
-
 
 def apply_variant(model: nn.Module, target_modules, r: int, alpha: float, variant: str = "lora",
                   dropout: float = 0.0, use_rslora: bool = False) -> nn.Module:
@@ -166,14 +97,15 @@ def apply_variant(model: nn.Module, target_modules, r: int, alpha: float, varian
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     check_hparams(r, alpha, dropout)
     names = find_targets(model, target_modules)
+    warn_if_rank_too_big(model, names, r)
     cls = DoRALinear if variant == "dora" else LoRALinear
-    for name in names:
-        layer = cls(model.get_submodule(name), r, alpha, dropout, use_rslora=(variant == "rslora" or use_rslora))
-        if variant == "pissa":
-            pissa_init_(layer)
-        _set_module(model, name, layer)
-    mark_variant_trainable(model)
-    return model
+    rs = variant == "rslora" or use_rslora
+
+    def make(base):
+        layer = cls(base, r, alpha, dropout, use_rslora=rs)
+        return pissa_init_(layer) if variant == "pissa" else layer
+
+    return inject_layers(model, names, make)
 
 
 def loraplus_optimizer(model: nn.Module, lr: float, ratio: float = 16.0, weight_decay: float = 0.0,
@@ -241,52 +173,72 @@ def quantize_base_(model: nn.Module, target_modules="all-linear", kind: str = "n
             "bits_per_param": 4 + 32 / block, "kind": kind, "block": block}
 
 
-def variant_layers(model: nn.Module) -> dict[str, LoRALinear]:
-    """{name: layer} for LoRA and DoRA layers (DoRALinear is a LoRALinear)."""
-    return lora_modules(model)
-
-
 # ----------------------------------------------------------------------------- every method, one call
 
 METHODS = ("full", "lora", "rslora", "dora", "loraplus", "pissa", "qlora", "adapter", "prompt")
 
 
-def prepare_method(model: nn.Module, method: str, lr: float, r: int = 16, alpha: float = 32,
-                   targets="all-linear", dropout: float = 0.0, loraplus_ratio: float = 16.0,
-                   bottleneck: int = 16, n_prompt: int = 20, quant: str = "nf4", seed: int = 0):
-    """Turn a fresh model into one of METHODS; returns (model, optimizer or None, info dict).
+@dataclass(frozen=True)
+class MethodSettings:
+    """The knobs of prepare_method (each used by some methods only)."""
+    r: int = 16                       # LoRA rank (A: r × in, B: out × r)
+    alpha: float = 32                 # scale α/r
+    targets: object = "all-linear"    # anything targets.parse_targets takes
+    dropout: float = 0.0
+    loraplus_ratio: float = 16.0      # LoRA+: B's LR = ratio × lr
+    bottleneck: int = 16              # adapter: m
+    n_prompt: int = 20                # prompt tuning: virtual tokens
+    quant: str = "nf4"                # qlora: "nf4" or "int4"
+    seed: int = 0
 
-    "full": every parameter trains. "qlora": W is 4-bit fake-quantized, then plain LoRA.
-    "adapter": Houlsby adapters after o_proj and down_proj (bottleneck m). "prompt": a soft
-    prompt of n_prompt tokens (the returned model is a SoftPrompt wrapper). An optimizer is
-    returned only where the method needs its own (LoRA+); otherwise the trainer builds AdamW.
-    """
+
+def _prepare(model: nn.Module, method: str, lr: float, s: MethodSettings):
+    """-> (model, optimizer or None, info) for one method (see prepare_method)."""
     from .adapters import SoftPrompt, apply_adapters   # the alternatives, beside LoRA
 
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    torch.manual_seed(seed)
     info: dict = {"method": method}
     optimizer = None
     if method == "full":
         for p in model.parameters():
             p.requires_grad_(True)
     elif method == "qlora":
-        info["quant"] = quantize_base_(model, targets, kind=quant)
-        apply_variant(model, targets, r, alpha, "lora", dropout)
+        info["quant"] = quantize_base_(model, s.targets, kind=s.quant)
+        apply_variant(model, s.targets, s.r, s.alpha, "lora", s.dropout)
     elif method == "adapter":
-        apply_adapters(model, ("o_proj", "down_proj"), bottleneck)
-        info["bottleneck"] = bottleneck
+        apply_adapters(model, ("o_proj", "down_proj"), s.bottleneck)
+        info["bottleneck"] = s.bottleneck
     elif method == "prompt":
-        model = SoftPrompt(model, n_prompt, seed=seed)
-        info["n_prompt"] = n_prompt
+        model = SoftPrompt(model, s.n_prompt, seed=s.seed)
+        info["n_prompt"] = s.n_prompt
     else:
-        apply_variant(model, targets, r, alpha, method, dropout)
+        apply_variant(model, s.targets, s.r, s.alpha, method, s.dropout)
         if method == "loraplus":
-            optimizer = loraplus_optimizer(model, lr, loraplus_ratio)
-            info["loraplus_ratio"] = loraplus_ratio
+            optimizer = loraplus_optimizer(model, lr, s.loraplus_ratio)
+            info["loraplus_ratio"] = s.loraplus_ratio
+    return model, optimizer, info
+
+
+def prepare_method(model: nn.Module, method: str, lr: float, settings: MethodSettings | None = None,
+                   **overrides):
+    """Turn a fresh model into one of METHODS; returns (model, optimizer or None, info dict).
+
+    settings: a MethodSettings; keyword overrides (r=, alpha=, targets=, dropout=, loraplus_ratio=,
+    bottleneck=, n_prompt=, quant=, seed=) replace its fields.
+    "full": every parameter trains. "qlora": W is 4-bit fake-quantized, then plain LoRA.
+    "adapter": Houlsby adapters after o_proj and down_proj (bottleneck m). "prompt": a soft
+    prompt of n_prompt tokens (the returned model is a SoftPrompt wrapper). An optimizer is
+    returned only where the method needs its own (LoRA+); otherwise the trainer builds AdamW.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    known = {f.name for f in fields(MethodSettings)}
+    if set(overrides) - known:
+        raise TypeError(f"prepare_method: unknown settings {sorted(set(overrides) - known)}; known: {sorted(known)}")
+    s = replace(settings or MethodSettings(), **overrides)
+    torch.manual_seed(s.seed)
+    model, optimizer, info = _prepare(model, method, lr, s)
     if method not in ("full", "adapter", "prompt"):
-        info.update(r=r, alpha=alpha, targets=targets, dropout=dropout)
+        info.update(r=s.r, alpha=s.alpha, targets=s.targets, dropout=s.dropout)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     info.update(trainable=trainable, total=sum(p.numel() for p in model.parameters()),
                 can_merge=method not in ("adapter", "prompt"))

@@ -83,3 +83,21 @@ def test_soft_prompt_trains_with_lora_mini_train():
     loss_sum, n = AnswerLoss(model)(x, torch.ones_like(x), labels)
     ref = model(x, attention_mask=torch.ones_like(x), labels=labels).loss
     assert abs(loss_sum.item() / n.item() - ref.item()) < 1e-5
+
+
+def test_soft_prompt_training_lowers_the_loss_and_moves_only_the_prompt():
+    model = SoftPrompt(tiny_model(), n_tokens=3)
+    frozen = {n: p.clone() for n, p in model.model.named_parameters()}
+    p0 = model.prompt.detach().clone()
+    x = _ids(b=4, t=8)
+    opt = torch.optim.Adam([model.prompt], lr=0.05)
+    losses = []
+    for _ in range(15):
+        loss = model(x, labels=x).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.05, losses
+    assert not torch.equal(model.prompt, p0)
+    assert all(torch.equal(p, frozen[n]) for n, p in model.model.named_parameters())

@@ -166,21 +166,37 @@ def test_compile_traces_the_function():
     torch._dynamo.reset()
 
 
-def test_env_switch_parses():
-    import importlib
-    import os
-    old = os.environ.get("LORA_MINI_FAST")
-    try:
-        os.environ["LORA_MINI_FAST"] = "0"
-        assert importlib.reload(fast).ENABLED is False
-        os.environ["LORA_MINI_FAST"] = "1"
-        assert importlib.reload(fast).ENABLED is True
-    finally:
-        if old is None:
-            os.environ.pop("LORA_MINI_FAST", None)
-        else:
-            os.environ["LORA_MINI_FAST"] = old
-        importlib.reload(fast)
+def test_settings_are_scoped_not_global():
+    """fast_path nests and restores; None leaves a setting alone; no environment variable is read."""
+    import inspect
+    assert fast.settings() == fast.FastSettings()
+    with fast.fast_path(False) as outer:
+        assert outer == fast.FastSettings(enabled=False, split_rows=2048)
+        with fast.fast_path(split_rows=0) as inner:
+            assert inner == fast.FastSettings(enabled=False, split_rows=0)
+        assert fast.settings() == outer
+    assert fast.settings() == fast.FastSettings()
+    src = inspect.getsource(fast)
+    assert "os.environ" not in src and "getenv" not in src and "global " not in src
+    assert not hasattr(fast, "ENABLED") and not hasattr(fast, "SPLIT_ROWS")
+    with pytest.raises(ValueError, match="split_rows"):
+        with fast.fast_path(split_rows=-1):
+            pass
+
+
+def test_layer_setting_overrides_the_block():
+    layer = _layer(nn.Linear(16, 8))
+    x = torch.randn(2, 16, requires_grad=True)
+    layer.fast = False
+    assert "LoRALinearFunction" not in type(layer(x).grad_fn).__name__
+    with fast.fast_path(True):
+        assert not fast.can_use(layer, x)
+    layer.fast = None
+    with fast.fast_path(False):
+        assert not fast.can_use(layer, x)
+    layer.fast = True
+    with fast.fast_path(False):
+        assert fast.can_use(layer, x)
 
 
 @pytest.mark.parametrize("N,rows", [(64, 16), (70, 16), (40, 100), (50, 0)])
@@ -195,14 +211,30 @@ def test_tn_matmul_split_equals_plain(N, rows):
     assert torch.allclose(fast.tn_matmul(strided, b, split_rows=rows), strided.t() @ b, atol=1e-5)
 
 
-def test_fast_with_split_reduction_matches_reference(monkeypatch):
+@pytest.mark.parametrize("how", ["layer", "block"])
+def test_fast_with_split_reduction_matches_reference(monkeypatch, how):
+    """split-K through the layer's own setting (any device) or fast_path's (GPUs only: forced here by a wrapper)."""
     layer = _layer(nn.Linear(32, 24))
     x = torch.randn(4, 37, 32)                                     # N = 148 rows -> 9 chunks of 16 + 4
     want = _run(layer, x, False)
     calls = []
     real = fast.tn_matmul
-    monkeypatch.setattr(fast, "tn_matmul", lambda a, b: calls.append(1) or real(a, b, split_rows=16))
+
+    def spy(a, b, split_rows=None):
+        calls.append(split_rows)
+        return real(a, b, split_rows=16 if how == "block" and split_rows is None else split_rows)
+
+    monkeypatch.setattr(fast, "tn_matmul", spy)
+    if how == "layer":
+        layer.split_rows = 16
     got = _run(layer, x, True)
-    assert len(calls) == 2                                         # grad_A and grad_B both split
+    assert calls == ([16, 16] if how == "layer" else [None, None])  # grad_A and grad_B both split
     for g, w in zip(got, want):
         assert _rel(g, w) < 1e-5
+
+
+def test_split_rows_comes_from_the_block_on_gpu_only():
+    a, b = torch.randn(64, 3), torch.randn(64, 5)
+    with fast.fast_path(split_rows=16):
+        torch.testing.assert_close(fast.tn_matmul(a, b), a.t() @ b)   # CPU: no split, same result
+    assert fast.tn_matmul(a, b, split_rows=16).dtype == torch.float32

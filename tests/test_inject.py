@@ -77,12 +77,12 @@ def test_parameter_report():
 
 
 @pytest.mark.parametrize("kwargs,error,match", [
-    (dict(target_modules=["q_prj"]), ValueError, r"matched no module.*q_proj"),
+    (dict(target_modules=["q_prj"]), ValueError, r"match no module.*'q_prj' \(closest: 'q_proj'"),
     (dict(target_modules=["mlp"]), TypeError, "LlamaMLP"),
     (dict(target_modules=["embed_tokens"]), TypeError, "Embedding"),
     (dict(target_modules="model.(", ), ValueError, "not a valid regex"),
-    (dict(target_modules=[]), ValueError, "non-empty"),
-    (dict(target_modules=42), TypeError, "list of module-name suffixes"),
+    (dict(target_modules=[]), ValueError, "empty"),
+    (dict(target_modules=42), TypeError, "module-name suffixes"),
     (dict(target_modules=["q_proj"], r=0), ValueError, "positive integer"),
     (dict(target_modules=["q_proj"], alpha=0), ValueError, "alpha"),
     (dict(target_modules=["q_proj"], dropout=1.5), ValueError, "dropout"),

@@ -263,7 +263,10 @@ def test_dora_config_and_weights_must_agree(tmp_path):
     cfg = json.loads(cfg_file.read_text())
     cfg_file.write_text(json.dumps({**cfg, "use_dora": False}))
     model = tiny_model("llama")
-    with pytest.raises(ValueError, match="DoRA magnitude .* use_dora"):
+    with pytest.raises(ValueError, match="kind='dora' but use_dora=False"):
+        load_adapter(model, tmp_path)
+    cfg_file.write_text(json.dumps({**cfg, "kind": "lora", "use_dora": False}))
+    with pytest.raises(ValueError, match="lora_magnitude.* says kind 'lora' .use_dora: False"):
         load_adapter(model, tmp_path)
     cfg_file.write_text(json.dumps(cfg))
     tensors = load_file(str(tmp_path / "adapter.safetensors"))

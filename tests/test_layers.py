@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from transformers.pytorch_utils import Conv1D
 
 from lora_mini import LoRALinear, lora_scaling
@@ -94,3 +95,91 @@ def test_bad_hyperparameters(kwargs, match):
 def test_rejects_non_linear():
     with pytest.raises(TypeError, match="nn.Linear"):
         LoRALinear(nn.Embedding(10, 4), r=2, alpha=2)
+
+
+# ----------------------------------------------------------------------------- the one layer contract, every kind
+
+import copy  # noqa: E402
+
+from lora_mini.layers import LAYER_KINDS, DoRALinear, layer_class  # noqa: E402
+from lora_mini.variants import fake_quantize, pissa_init_  # noqa: E402
+
+
+class _OwnForward(nn.Linear):
+    """A wrapped base with its own forward (stands for a quantized layer): W x + b, via a detour."""
+
+    def forward(self, x):
+        return F.linear(x, self.weight) + (0 if self.bias is None else self.bias)
+
+
+def _kind(kind):
+    """(original base, layer) for each adapter kind, with trained-looking A, B (and m)."""
+    torch.manual_seed(0)
+    base = nn.Linear(12, 10)
+    if kind == "quantized":
+        with torch.no_grad():
+            base.weight.copy_(fake_quantize(base.weight, "nf4", block=12))
+    if kind == "wrapped":
+        wrapped = _OwnForward(12, 10)
+        wrapped.load_state_dict(base.state_dict())
+        base = wrapped
+    original = copy.deepcopy(base)
+    cls = DoRALinear if kind == "dora" else LoRALinear
+    layer = cls(base, r=3, alpha=6, use_rslora=(kind == "rslora"))
+    if kind == "pissa":
+        pissa_init_(layer)
+    with torch.no_grad():
+        for p in layer.parameters():
+            if p.requires_grad:
+                p.add_(0.1 * torch.randn(p.shape))
+    return original, layer
+
+
+KINDS = ["lora", "rslora", "dora", "pissa", "quantized", "wrapped"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_delta_weight_is_pure(kind):
+    _, layer = _kind(kind)
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    attrs = {k: v for k, v in vars(layer).items() if not k.startswith("_")}
+    d = layer.delta_weight()
+    assert d.shape == layer.base.weight.shape
+    assert torch.equal(layer.delta_weight(), d)
+    assert all(torch.equal(layer.state_dict()[k], v) for k, v in before.items())
+    assert {k: v for k, v in vars(layer).items() if not k.startswith("_")} == attrs
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_merge_unmerge_on_the_layer(kind):
+    _, layer = _kind(kind)
+    x = torch.randn(4, 12)
+    w0 = layer.base.weight.clone()
+    with torch.no_grad():
+        y = layer(x)
+        d = layer.delta_weight()
+        layer.merge()
+        torch.testing.assert_close(layer(x), y, atol=1e-5, rtol=0)
+        torch.testing.assert_close(layer.delta_weight(), d, atol=1e-6, rtol=0)
+        with pytest.raises(ValueError, match="already merged"):
+            layer.merge()
+        layer.unmerge()
+    assert torch.equal(layer.base.weight, w0) and not layer.merged
+    with pytest.raises(ValueError, match="not merged"):
+        layer.unmerge()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_saved_tensors_and_config_rebuild_the_same_layer(kind):
+    original, layer = _kind(kind)
+    tensors, config = layer.adapter_tensors(), layer.adapter_config()
+    assert all(t.dtype == torch.float32 for t in tensors.values()) and set(tensors) == set(type(layer).tensor_names)
+    assert config["kind"] in LAYER_KINDS and layer_class(config["kind"]) is type(layer)
+    assert {k: tuple(t.shape) for k, t in tensors.items()} == type(layer).adapter_shapes(original, config["r"])
+    rebuilt = layer_class(config["kind"]).from_adapter(copy.deepcopy(original), config)   # on the ORIGINAL W
+    rebuilt.load_adapter_tensors(tensors)
+    x = torch.randn(4, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), layer(x), atol=1e-5, rtol=0)
+    if kind == "pissa":
+        assert config["r"] == 2 * layer.r and config["converted_from"] == "pissa"

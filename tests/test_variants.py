@@ -4,9 +4,9 @@ import copy
 import pytest
 import torch
 
+from lora_mini import lora_modules as variant_layers
 from lora_mini import merge, tiny_model, unmerge
-from lora_mini.variants import (DoRALinear, apply_variant, fake_quantize, loraplus_optimizer,
-                                quantize_base_, variant_layers)
+from lora_mini.variants import DoRALinear, apply_variant, fake_quantize, loraplus_optimizer, quantize_base_
 
 
 def _ids(seed=0, b=2, t=7):
@@ -124,11 +124,17 @@ def test_quantize_base_then_lora():
     model = copy.deepcopy(base)
     info = quantize_base_(model, kind="nf4")
     assert info["layers"] == 14 and 0 < info["rel_error"] < 0.2 and info["bits_per_param"] == 4.5
+    quantized = copy.deepcopy(model)
+    for name, m in base.named_modules():
+        if name.endswith("_proj"):                                  # every targeted W is its 4-bit copy
+            assert torch.equal(model.get_submodule(name).weight, fake_quantize(m.weight, "nf4"))
     apply_variant(model, "all-linear", r=4, alpha=8)
     x = _ids()
     with torch.no_grad():
-        d = (model(x).logits - base(x).logits).abs().max()
-    assert d > 0   # the quantized base differs from the original
+        lora, q, ref = model(x).logits, quantized(x).logits, base(x).logits
+    assert torch.equal(lora, q)                                     # LoRA at init = the quantized base
+    rel = ((q - ref).norm() / ref.norm()).item()
+    assert 1e-3 < rel < 0.5, rel                                    # which differs from the original
 
 
 def test_pissa_to_lora_is_the_update_relative_to_W():
