@@ -140,11 +140,9 @@ def test_result_holds_its_config(tmp_path):
 
 
 def _fast_settings():
-    """(enabled, split_rows) of the fast path in effect (lora_mini.fast.settings(), or its older module globals)."""
+    """(enabled, split_rows) of the fast path in effect."""
     from lora_mini import fast
-    if hasattr(fast, "settings"):
-        return fast.settings().enabled, fast.settings().split_rows
-    return fast.ENABLED, fast.SPLIT_ROWS
+    return fast.settings().enabled, fast.settings().split_rows
 
 
 def test_fast_path_split_rows_is_scoped():

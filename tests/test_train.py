@@ -234,3 +234,30 @@ def test_plot_run_to_a_file_leaves_the_backend_alone(tmp_path):
     plot_run(res, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 1000
     assert matplotlib.get_backend() == before
+
+
+def test_auto_precision_is_fp16_on_a_gpu_that_only_emulates_bf16():
+    """A T4 (sm75) answers is_bf16_supported() True by emulation: 'auto' picked bf16 there."""
+    from types import SimpleNamespace
+    from unittest import mock
+    from lora_mini.lab.trainer import resolve_precision
+    for major, want in ((7, "fp16"), (8, "bf16"), (9, "bf16")):
+        with mock.patch("torch.cuda.is_available", return_value=True), \
+             mock.patch("torch.cuda.current_device", return_value=0), \
+             mock.patch("torch.cuda.get_device_properties", return_value=SimpleNamespace(major=major, minor=5)), \
+             mock.patch("torch.cuda._check_bf16_tensor_supported", return_value=True):
+            assert resolve_precision("auto", "cuda") == want, major
+
+
+def test_eval_every_0_still_evaluates_at_the_start_and_the_end():
+    """eval_every=0 means 'start and end only'; the start evaluation was skipped, so a finetune --data
+    run reported its after-training replies as the ones before training."""
+    from lora_mini.lab.trainer import train
+    model, tok = tiny_chat_model()
+    apply_lora(model, "all-linear", r=2, alpha=4)
+    ids = torch.randint(4, 50, (2, 6))
+    data = iter(lambda: {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}, None)
+    calls = []
+    res = train(model, data, steps=3, lr=1e-3, eval_fn=lambda m: calls.append(1) or {"x": len(calls)},
+                eval_every=0, progress=False)
+    assert [e["step"] for e in res["evals"]] == [0, 3]

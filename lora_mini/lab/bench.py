@@ -32,7 +32,6 @@ import copy
 import gc
 import importlib
 import importlib.util
-import inspect
 import json
 import math
 import platform
@@ -145,24 +144,9 @@ def _tensor_bytes(tensors) -> int:
 
 @contextlib.contextmanager
 def fast_path(enabled: bool, split_rows: int | None = None):
-    """`fast.fast_path(enabled, split_rows=...)`, split_rows passed only when set (None: the default).
-
-    Until lora_mini.fast.fast_path takes split_rows, the setting goes through fast.SPLIT_ROWS
-    for the block and is restored after it (the `else` branch below; delete it once the core has it).
-    """
-    if split_rows is None:
-        with fast.fast_path(enabled):
-            yield
-    elif "split_rows" in inspect.signature(fast.fast_path).parameters:
-        with fast.fast_path(enabled, split_rows=split_rows):
-            yield
-    else:
-        before, fast.SPLIT_ROWS = fast.SPLIT_ROWS, split_rows
-        try:
-            with fast.fast_path(enabled):
-                yield
-        finally:
-            fast.SPLIT_ROWS = before
+    """`fast.fast_path(enabled, split_rows=...)` for one timed method (None: the default split)."""
+    with fast.fast_path(enabled, split_rows=split_rows):
+        yield
 
 
 def make_step(base_model, method, mode, batch, seq, cfg, device, row) -> dict:

@@ -37,36 +37,17 @@ def _choice(name: str, value, choices) -> None:
 
 
 PRESET_NAMES = ("cpu-quick", "gpu")
-_REGEX_CHARS = set(".*+?[](){}|^$\\")
 
 
 def parse_targets(spec):
-    """A target spec as the command line writes it -> what apply_lora takes (one parser everywhere).
-
-    "all-linear" -> "all-linear"; a string with regex characters -> that regex (full match);
-    otherwise comma-separated module-name suffixes -> a list ("q_proj, v_proj" -> ["q_proj", "v_proj"]).
-    Lists and tuples are checked and returned as lists.
-    """
-    if isinstance(spec, (list, tuple)):
-        names = [str(s).strip() for s in spec]
-    elif isinstance(spec, str):
-        s = spec.strip()
-        if not s:
-            raise ConfigError("--targets must name at least one module, e.g. q_proj,v_proj or all-linear; got ''")
-        if s == "all-linear":
-            return s
-        if set(s) & _REGEX_CHARS:
-            try:
-                re.compile(s)
-            except re.error as e:
-                raise ConfigError(f"--targets {s!r} is not a valid regex ({e}); use comma-separated names") from None
-            return s
-        names = [n.strip() for n in s.split(",")]
-    else:
-        raise ConfigError(f"--targets must be a string or a list of module names, got {type(spec).__name__}")
-    if not names or any(not n for n in names):
-        raise ConfigError(f"--targets has an empty name in {spec!r}; write e.g. q_proj,v_proj")
-    return names
+    """A target spec as the command line writes it -> what apply_lora takes: lora_mini.targets.parse_targets
+    ("all-linear"; a string with regex characters is a regex; else comma-separated module names),
+    its errors as ConfigError naming the option."""
+    from ..targets import parse_targets as core_parse_targets
+    try:
+        return core_parse_targets(spec)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"--targets: {e}") from None
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,8 @@ def resolve_precision(precision: str, device) -> str:
         return precision
     if device.type != "cuda":
         return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    # including_emulation=False: a T4 (sm75) "supports" bf16 only by emulation, slowly -> fp16
+    return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
 
 
 def model_dtype(precision: str, method: str) -> torch.dtype:
@@ -363,7 +364,7 @@ class Trainer:
             for _ in range(self.state["step"]):        # same data order as an uninterrupted run
                 next(batches)
         start = self.state["step"]
-        if self.cfg.eval_every and start == 0:
+        if start == 0:                              # every run evaluates at its start (and end)
             self.evaluate(evaluate, 0)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
