@@ -76,6 +76,24 @@ def _as_plain_model(model):
     return model
 
 
+MODEL_CHOICES = (f"use {DEFAULT_MODEL} (the offline model), a path to a .gguf file, a local model folder "
+                 "or a Hugging Face hub id such as HuggingFaceTB/SmolLM2-135M-Instruct")
+
+
+def _check_model_name(name: str) -> None:
+    """Refuse, at once, a .gguf file or a local path that is not there (before transformers tries the hub)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"model name must be a non-empty string, got {name!r}; {MODEL_CHOICES}")
+    if name.lower() == DEFAULT_MODEL:
+        return
+    path = Path(name).expanduser()
+    looks_local = name.endswith(".gguf") or name.startswith((".", "/", "~")) or path.exists()
+    if name.endswith(".gguf") and not path.is_file():
+        raise FileNotFoundError(f"no such model file {name}; {MODEL_CHOICES}")
+    if looks_local and not path.exists():
+        raise FileNotFoundError(f"no such model folder {name}; {MODEL_CHOICES}")
+
+
 def load_model(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtype | None = None):
     """Load a causal LM and its tokenizer, in eval mode, on `device` in `dtype`.
 
@@ -88,6 +106,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torc
 
     device = device or default_device()
     dtype = dtype or default_dtype(device)
+    _check_model_name(name)
     if name.lower() == DEFAULT_MODEL or name.endswith(".gguf"):
         gguf = find_gguf() if name.lower() == DEFAULT_MODEL else Path(name)
         folder, file = str(gguf.parent), gguf.name
@@ -107,8 +126,11 @@ def load_model(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torc
         model = _as_plain_model(model)
         model.config.name_or_path = HUB_ID if name.lower() == DEFAULT_MODEL else str(gguf)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name)
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+        except OSError as e:      # not on the hub, no network, not a model folder
+            raise FileNotFoundError(f"no such model {name!r} ({str(e).splitlines()[0][:200]}); {MODEL_CHOICES}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device).eval(), tokenizer

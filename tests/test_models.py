@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from lora_mini import count_parameters, tiny_model
-from lora_mini.models import default_dtype, find_gguf
+from lora_mini.models import default_dtype, find_gguf, load_model
 
 
 def test_tiny_models():
@@ -41,3 +41,25 @@ def test_smollm2_offline(smollm):
     with torch.no_grad():
         logits = model(**enc).logits
     assert torch.isfinite(logits).all() and logits.shape[-1] == 49152
+
+
+@pytest.mark.parametrize("name, words", [("/no/such/SmolLM2.gguf", "no such model file"),
+                                         ("./no-such-folder", "no such model folder"),
+                                         ("~/no-such-folder-either", "no such model folder"),
+                                         ("", "non-empty")])
+def test_a_model_that_is_not_there_fails_at_once_and_says_what_to_use(name, words):
+    import time
+    t0 = time.perf_counter()
+    with pytest.raises((FileNotFoundError, ValueError), match=words) as e:
+        load_model(name)
+    assert "smollm2-135m-instruct" in str(e.value) and time.perf_counter() - t0 < 2
+
+
+def test_a_hub_id_that_cannot_be_loaded_names_the_choices(monkeypatch):
+    import transformers
+
+    def offline(*a, **k):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", offline)
+    with pytest.raises(FileNotFoundError, match="no such model 'does-not/exist'.*hub id"):
+        load_model("does-not/exist")
