@@ -146,13 +146,13 @@ def _fast_settings():
 
 
 def test_fast_path_split_rows_is_scoped():
-    """bench.fast_path sets split_rows (and enabled) for one block and leaves the settings as they were."""
+    """fast.fast_path (as bench times each method) sets split_rows (and enabled) for one block and leaves the settings as they were."""
     from lora_mini import fast
     before = _fast_settings()
-    with bench.fast_path(True, split_rows=0):
+    with fast.fast_path(True, split_rows=0):
         assert _fast_settings() == (True, 0)
         x = torch.randn(64, 8)
         assert torch.allclose(fast.tn_matmul(x, x), x.t() @ x, atol=1e-5)
-    with bench.fast_path(False):
+    with fast.fast_path(False):
         assert _fast_settings() == (False, before[1])
     assert _fast_settings() == before

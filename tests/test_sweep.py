@@ -98,7 +98,7 @@ def test_plan_b_starts_from_recorded_best_lrs_without_module_state():
 def test_bad_options_are_refused_before_any_work(argv, words, tmp_path, monkeypatch, capsys):
     from lora_mini.__main__ import main as cli
     from lora_mini.lab import sweep
-    monkeypatch.setattr(sweep, "Session", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr(sweep, "RunContext", lambda *a, **k: pytest.fail("model loaded"))
     assert cli(["sweep", "--out", str(tmp_path / "x.jsonl"), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and words in err and len(err.splitlines()) == 1, err

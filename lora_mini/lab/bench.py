@@ -27,7 +27,6 @@ The default output is runs/bench/; the committed figures/bench_gpu.json is writt
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import gc
 import importlib
@@ -142,13 +141,6 @@ def _tensor_bytes(tensors) -> int:
     return sum(seen.values())
 
 
-@contextlib.contextmanager
-def fast_path(enabled: bool, split_rows: int | None = None):
-    """`fast.fast_path(enabled, split_rows=...)` for one timed method (None: the default split)."""
-    with fast.fast_path(enabled, split_rows=split_rows):
-        yield
-
-
 def make_step(base_model, method, mode, batch, seq, cfg, device, row) -> dict:
     """The model, optimizer and one training step for a configuration (in row: params, optimizer)."""
     graph_mode = mode in GRAPH_MODES
@@ -239,7 +231,7 @@ def run_one(base_model, method, mode, batch, seq, cfg, device) -> dict:
     try:
         if mode in GRAPH_MODES and device.type != "cuda":
             raise ValueError(f"mode {mode!r} (CUDA graphs) needs a GPU; use --modes eager on CPU")
-        with fast_path(method != "lora_mini_ref", split_rows=0 if method == "lora_mini_nosplit" else None):
+        with fast.fast_path(method != "lora_mini_ref", split_rows=0 if method == "lora_mini_nosplit" else None):
             parts = make_step(base_model, method, mode, batch, seq, cfg, device, row)
             time_steps(parts, cfg, row, device, t0)
             measure_memory(parts, row, device)

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from .tasks import left_pad
+
 END_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")   # ChatML, Llama 3, Gemma, Phi-3
 
 
@@ -89,12 +91,8 @@ def pick(logits: torch.Tensor, cfg: GenerateConfig, gen: torch.Generator) -> tor
 def decode(model, prompts: list[list[int]], cfg: GenerateConfig, stop: list[int], pad_id: int = 0):
     """Yield the next token of every prompt, (B,) on CPU, step by step; finished rows repeat pad_id."""
     device = next(model.parameters()).device
-    B, T = len(prompts), max(map(len, prompts))
-    ids = torch.full((B, T), pad_id, dtype=torch.long)
-    mask = torch.zeros((B, T), dtype=torch.long)
-    for i, p in enumerate(prompts):                   # left padding
-        ids[i, T - len(p):] = torch.tensor(p)
-        mask[i, T - len(p):] = 1
+    ids, mask = left_pad(prompts, pad_id)
+    B, T = ids.shape
     ids, mask = ids.to(device), mask.to(device)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     gen = torch.Generator().manual_seed(cfg.seed)

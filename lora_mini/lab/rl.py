@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from ..inject import apply_lora, count_parameters
-from .tasks import AdditionTask, end_token_id, generate, parse_answer, prompt_ids
+from .tasks import AdditionTask, end_token_id, generate, left_pad, parse_answer, prompt_ids
 
 _INTEGER = re.compile(r"-?\d+")
 
@@ -96,14 +96,7 @@ def group_advantages(rewards: torch.Tensor, normalize: bool = True, eps: float =
 # ----------------------------------------------------------------------------- sampling and log-probs
 def left_padded(tokenizer, examples, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The examples' chat prompts, left-padded: ids (P, T) and mask (P, T)."""
-    prompts = [prompt_ids(tokenizer, ex["messages"]) for ex in examples]
-    T = max(map(len, prompts))
-    ids = torch.full((len(prompts), T), pad, dtype=torch.long)
-    mask = torch.zeros((len(prompts), T), dtype=torch.long)
-    for j, p in enumerate(prompts):
-        ids[j, T - len(p):] = torch.tensor(p)
-        mask[j, T - len(p):] = 1
-    return ids, mask
+    return left_pad([prompt_ids(tokenizer, ex["messages"]) for ex in examples], pad)
 
 
 def reply_mask(replies: torch.Tensor, end: int) -> torch.Tensor:

@@ -191,7 +191,7 @@ def smoke_scale(c: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- running
-class Session:
+class RunContext:
     """What every run shares: the base model (pristine, on the device), the corpus, step times."""
 
     def __init__(self, model_name: str, data: str, device: str | None = None, heldout_blocks: int = 128):
@@ -239,7 +239,7 @@ class Session:
         return cfg["steps"] * s * max(1.0, tokens / t) * 1.15 + 3.0
 
 
-def build_model(S: Session, cfg: dict):
+def build_model(S: RunContext, cfg: dict):
     """A fresh copy of the base model set up for cfg: full FT (all of W trains, fp32 master weights)
     or LoRA on cfg["layers"] (W frozen, bf16 on GPU; A, B fp32). Seeds A's init with cfg["seed"]."""
     from ..inject import apply_lora
@@ -270,7 +270,7 @@ def save_adapter_subset(model, path: Path) -> None:
     save_file(tensors, str(path), metadata={"scaling": str(next(iter(lora_modules(model).values())).scaling)})
 
 
-def run_one(S: Session, cfg: dict, out_dir: Path | None = None) -> dict:
+def run_one(S: RunContext, cfg: dict, out_dir: Path | None = None) -> dict:
     """Train one config and return its record (a plain dict, JSON-ready)."""
     from .corpus import block_batches
     from ..inject import count_parameters
@@ -358,7 +358,7 @@ def _append(out: Path, rec: dict) -> None:
         f.write(json.dumps(rec) + "\n")
 
 
-def run_plan(groups: list[dict], out, budget=None, session_factory=None, command: str = "",
+def run_plan(groups: list[dict], out, budget=None, context_factory=None, command: str = "",
              log=print, extra: dict | None = None) -> list[dict]:
     """Run the groups in order within the time budget; append each record to `out` (JSONL).
 
@@ -385,7 +385,7 @@ def run_plan(groups: list[dict], out, budget=None, session_factory=None, command
                 if cfg is None:
                     continue
                 if S is None:
-                    S = session_factory(cfg) if session_factory else Session(cfg["model"], cfg["data"])
+                    S = context_factory(cfg) if context_factory else RunContext(cfg["model"], cfg["data"])
                     info = S.corpus["info"]
                     log(f"[sweep] model and corpus ready after {budget.elapsed():.0f} s; corpus: python {info['python']}, "
                         f"{info['train_tokens']:,} train / {info['heldout_tokens']:,} held-out tokens")

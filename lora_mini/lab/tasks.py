@@ -179,6 +179,17 @@ def batches(encoded: list[dict], batch_size: int, seed: int = 0, pad_id: int = 0
         yield collate(rows[rank * local:(rank + 1) * local], pad_id)
 
 
+def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id lists -> ids (B, T) and attention mask (B, T), left-padded: every prompt ends at column T."""
+    T = max(map(len, prompts))
+    ids = torch.full((len(prompts), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), T), dtype=torch.long)
+    for j, p in enumerate(prompts):
+        ids[j, T - len(p):] = torch.tensor(p)
+        mask[j, T - len(p):] = 1
+    return ids, mask
+
+
 def parse_answer(text: str) -> str:
     """The model's answer as a string: the generated text up to the end of the turn, stripped."""
     return text.split(END_TOKEN)[0].strip()
@@ -199,12 +210,8 @@ def generate(model, tokenizer, examples, batch_size: int = 64, max_new_tokens: i
     try:
         for i in tqdm(range(0, len(examples), batch_size), desc="generate", disable=not progress, leave=False):
             prompts = [prompt_ids(tokenizer, ex["messages"]) for ex in examples[i:i + batch_size]]
-            T = max(map(len, prompts))
-            ids = torch.full((len(prompts), T), pad, dtype=torch.long)
-            mask = torch.zeros((len(prompts), T), dtype=torch.long)
-            for j, p in enumerate(prompts):          # left padding: all prompts end at column T
-                ids[j, T - len(p):] = torch.tensor(p)
-                mask[j, T - len(p):] = 1
+            ids, mask = left_pad(prompts, pad)
+            T = ids.shape[1]
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                                  max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=end,
                                  pad_token_id=pad, temperature=None, top_p=None, top_k=None)
