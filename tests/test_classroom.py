@@ -190,3 +190,24 @@ def test_nbgrader_export(toy, tmp_path):
     assert flags["toy-4"]["solution"] and not flags["toy-4"]["grade"]
     assert flags["toy-5"]["grade"] and flags["toy-5"]["locked"] and flags["toy-5"]["points"] == 1
     assert flags["toy-7"]["solution"] and flags["toy-7"]["grade"]          # explanation: graded by hand
+
+
+def test_a_kernel_that_dies_while_starting_is_started_again(monkeypatch):
+    """Two kernels starting at once can race for ports; the first death at start-up is retried."""
+    import contextlib
+    from nbclient import NotebookClient
+    from lora_mini.classroom import run
+    real, calls = NotebookClient.setup_kernel, []
+
+    @contextlib.contextmanager
+    def flaky(self, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        with real(self, **kw):
+            yield
+
+    monkeypatch.setattr(NotebookClient, "setup_kernel", flaky)
+    nb = new_notebook(cells=[new_code_cell("print(6 * 7)")])
+    assert run.run_cells(nb, [0]) == {0: None} and len(calls) == 2
+    assert "42" in nb.cells[0].outputs[0]["text"]

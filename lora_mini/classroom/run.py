@@ -21,28 +21,40 @@ def run_cells(nb, indices, timeout=120, cwd=CHAPTERS):
     sub.cells = [nb.cells[i] for i in indices]            # the same cell objects: outputs land in nb
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                MPLBACKEND="Agg")
-    client = NotebookClient(sub, timeout=timeout, kernel_name="python3", allow_errors=True,
-                            record_timing=False, resources={"metadata": {"path": str(cwd)}})
+    for attempt in range(3):      # a kernel can die while starting (two kernels racing for ports)
+        client = NotebookClient(sub, timeout=timeout, kernel_name="python3", allow_errors=True,
+                                record_timing=False, resources={"metadata": {"path": str(cwd)}})
+        started = False
+        try:
+            with client.setup_kernel(env=env):
+                started = True
+                return _execute(client, sub, indices, timeout)
+        except RuntimeError as e:
+            if started or attempt == 2 or "Kernel died" not in str(e):
+                raise
+
+
+def _execute(client, sub, indices, timeout) -> dict:
+    """Run sub's cells (positions j of nb's cells indices[j]) in the started kernel; {i: error or None}."""
     errors = {}
-    with client.setup_kernel(env=env):
-        for j, i in enumerate(indices):
-            cell = sub.cells[j]
-            if errors and any(e == "the kernel died" for e in errors.values()):
-                errors[i] = "not run: the kernel died earlier"
-                continue
-            try:
-                client.execute_cell(cell, j)
-                errors[i] = _error_of(cell)
-            except CellTimeoutError:
-                errors[i] = f"timed out after {timeout} s"
-            except DeadKernelError:
-                errors[i] = "the kernel died"
-            except CellExecutionError as e:          # only with allow_errors=False; kept for safety
-                errors[i] = str(e)
-            cell.execution_count = j + 1
-            for out in cell.get("outputs", []):
-                if "execution_count" in out:
-                    out["execution_count"] = j + 1
+    for j, i in enumerate(indices):
+        cell = sub.cells[j]
+        if errors and any(e == "the kernel died" for e in errors.values()):
+            errors[i] = "not run: the kernel died earlier"
+            continue
+        try:
+            client.execute_cell(cell, j)
+            errors[i] = _error_of(cell)
+        except CellTimeoutError:
+            errors[i] = f"timed out after {timeout} s"
+        except DeadKernelError:
+            errors[i] = "the kernel died"
+        except CellExecutionError as e:          # only with allow_errors=False; kept for safety
+            errors[i] = str(e)
+        cell.execution_count = j + 1
+        for out in cell.get("outputs", []):
+            if "execution_count" in out:
+                out["execution_count"] = j + 1
     return errors
 
 
