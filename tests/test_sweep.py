@@ -117,3 +117,47 @@ def test_cli_records_its_config_and_resumes(tmp_path, capsys):
     assert rec["config"]["model"] == "tiny-llama" and rec["config"]["steps"] == 2     # smoke_scale
     assert cli(argv) == 0 and len(load_records(out)) == 1                              # resumed: nothing new
     assert "0 new runs" in capsys.readouterr().out
+
+
+def test_plan_parts_cover_the_plan_once_and_keep_families_together():
+    from lora_mini.lab.sweep import family, plan_part, plan_regret_c
+    groups = plan_regret_c()
+    parts = [plan_part(groups, k, 4) for k in range(4)]
+    for gi, g in enumerate(groups):
+        got = [config_key(c) for p in parts for c in p[gi]["conditions"]]
+        assert sorted(got) == sorted(config_key(c) for c in g["conditions"])        # each condition exactly once
+    owner = {}
+    for k, p in enumerate(parts):
+        for g in p:
+            for c in g["conditions"]:
+                assert owner.setdefault(family(c), k) == k                          # a family never split
+    assert all(any(g["conditions"] for g in p) for p in parts)
+
+
+def test_around_refines_only_a_bracketed_optimum():
+    from lora_mini.lab.sweep import QUARTER, next_config, on_grid
+    cond = make_config(method="lora", rank=4)
+    g = group("q", [cond], "around")
+
+    def rec(lr, loss):
+        c = {**cond, "lr": lr}
+        return {"config": c, "key": config_key(c), "final": {"heldout_loss": loss}}
+    records = [rec(1e-3, 1.0), rec(3e-3, 0.9)]                  # best at the edge of what ran: not bracketed
+    assert next_config(g, cond, records, {r["key"] for r in records}) == (None, True)
+    records.append(rec(1e-2, 1.2))                               # now 3e-3 has a worse neighbour each side
+    done = {r["key"] for r in records}
+    cfg, finished = next_config(g, cond, records, done)
+    assert math.isclose(cfg["lr"], 3e-3 * QUARTER[0]) and not finished and not on_grid(cfg["lr"])
+    records.append(rec(cfg["lr"], 0.85))                         # a better quarter point does not move the centre
+    done.add(records[-1]["key"])
+    cfg2, _ = next_config(g, cond, records, done)
+    assert math.isclose(cfg2["lr"], 3e-3 * QUARTER[1])
+    search = group("s", [cond], "search", start=3e-3)           # off-grid points never confuse the search
+    assert next_config(search, cond, records, done) == (None, True)
+
+
+def test_bad_part_is_refused(tmp_path, capsys):
+    from lora_mini.__main__ import main as cli
+    for bad in ("3/3", "x/2", "1"):
+        assert cli(["sweep", "--plan", "regret_c", "--part", bad, "--out", str(tmp_path / "x.jsonl")]) == 2
+        assert "--part must be K/N" in capsys.readouterr().err

@@ -132,9 +132,19 @@ def best_lr(records: list[dict], cond: str):
 def group(name, conditions, lrs="search", start=None, lr_of=None, fallback_lr=1e-3, start_of=None):
     """A group of conditions. lrs="search" (bracket search from `start`, an LR or a function of the
     condition; with start_of, from the best LR already recorded for the condition start_of(cond) if
-    there is one), "best_of" (the best LR found for the condition lr_of(cond)), or a list of LRs."""
+    there is one), "best_of" (the best LR found for the condition lr_of(cond)), "around" (the LRs
+    QUARTER around the best LR recorded for the condition itself: a finer grid once the half-decade
+    search has bracketed it), or a list of LRs."""
     return dict(name=name, conditions=conditions, lrs=lrs, start=start, lr_of=lr_of, fallback_lr=fallback_lr,
                 start_of=start_of)
+
+
+QUARTER = (10 ** -0.25, 10 ** 0.25)      # the quarter-decade neighbours of a bracketed optimum
+
+
+def on_grid(lr: float, grid=LR_GRID) -> bool:
+    """Is lr one of the half-decade grid's values (not a quarter-decade point in between)?"""
+    return any(abs(math.log(lr / g)) < 1e-3 for g in grid)
 
 
 def _start(c):
@@ -175,7 +185,61 @@ def plan_regret_b(scale=None) -> list[dict]:
             group("batch", bs, "search", start=_start, start_of=batch32)]
 
 
-PLANS = {"regret_a": plan_regret_a, "regret_b": plan_regret_b}
+def plan_regret_c(scale=None) -> list[dict]:
+    """Second seeds and the missing cells: claim 6 (r = 8 and r = 64 adapters, seed 1), claims 1-2
+    (every method's LR search again at seed 1, then the quarter-decade points around each bracketed
+    optimum, both seeds), claim 5 (batch 8, 32, 128 at equal sequences seen x {full FT, r = 4, r = 64},
+    each cell's own LR search, seeds 0 and 1). Cheap groups first; batch 8 (800 steps a run) last."""
+    s = scale or (lambda c: c)
+    cfg = lambda **kw: make_config(**s(dict(kw)))
+    methods = [("full", None), ("lora", 1), ("lora", 4), ("lora", 16), ("lora", 64), ("lora", 256)]
+    lr64 = lambda c: condition_of(cfg(method="lora", rank=64))
+    subspace = [cfg(method="lora", rank=r, save=True, seed=1) for r in (8, 64)]
+    seed0 = lambda c: condition_of({**c, "seed": 0})
+    lr_seed1 = [cfg(method=m, rank=r, seed=1) for m, r in methods]
+    quarter = [cfg(method=m, rank=r, seed=seed) for seed in (0, 1) for m, r in methods]
+
+    def batch_cells(b):
+        return [cfg(method=m, rank=r, batch_size=b, steps=200 * 32 // b, seed=seed)
+                for seed in (0, 1) for m, r in (("full", None), ("lora", 4), ("lora", 64))]
+
+    def from_seed0_or_batch32(c):   # seed 1 starts at seed 0's optimum; seed 0 at batch 32's
+        if c["seed"] == 1:
+            return seed0(c)
+        return condition_of(cfg(method=c["method"], rank=c["rank"]))
+    return [group("subspace", subspace, "best_of", lr_of=lr64),
+            group("lr_sweep", lr_seed1, "search", start=_start, start_of=seed0),
+            group("batch", batch_cells(128), "search", start=_start, start_of=from_seed0_or_batch32),
+            group("lr_quarter", quarter, "around"),
+            group("batch", batch_cells(8), "search", start=_start, start_of=from_seed0_or_batch32)]
+
+
+PLANS = {"regret_a": plan_regret_a, "regret_b": plan_regret_b, "regret_c": plan_regret_c}
+
+
+def family(cfg: dict) -> tuple:
+    """Runs that depend on each other's results (seeds, LRs, quarter points of one method at one batch)."""
+    return (cfg["method"], cfg["rank"] or 0, cfg["layers"], cfg["batch_size"], cfg["save"])
+
+
+def _cost(g: dict, cfg: dict) -> float:
+    runs = {"best_of": 1.0, "around": 2.0}.get(g["lrs"], 3.5 if g["lrs"] == "search" else len(g["lrs"]))
+    return runs * cfg["steps"] * max(1.0, cfg["batch_size"] / 32)
+
+
+def plan_part(groups: list[dict], part: int, parts: int) -> list[dict]:
+    """The share of a plan that process `part` of `parts` runs side by side with the others: whole
+    families (see family), dealt out largest first to the least loaded part, so no run waits for a
+    result that another process is making."""
+    cost: dict[tuple, float] = {}
+    for g in groups:
+        for c in g["conditions"]:
+            cost[family(c)] = cost.get(family(c), 0.0) + _cost(g, c)
+    load, owner = [0.0] * parts, {}
+    for fam in sorted(cost, key=lambda f: (-cost[f], str(f))):
+        i = min(range(parts), key=lambda j: (load[j], j))
+        owner[fam], load[i] = i, load[i] + cost[fam]
+    return [{**g, "conditions": [c for c in g["conditions"] if owner[family(c)] == part]} for g in groups]
 
 
 def smoke_scale(c: dict) -> dict:
@@ -339,7 +403,16 @@ def search_start(g: dict, cond: dict, records: list[dict]) -> float:
 def next_config(g: dict, cond: dict, records: list[dict], done: set) -> tuple[dict | None, bool]:
     """(the next config to run for a condition of group g, or None; whether the condition is finished)."""
     if g["lrs"] == "search":
-        lr = next_lr(lr_results(records, condition_of(cond)), search_start(g, cond, records))
+        grid_results = {x: v for x, v in lr_results(records, condition_of(cond)).items() if on_grid(x)}
+        lr = next_lr(grid_results, search_start(g, cond, records))
+        finished = lr is None
+    elif g["lrs"] == "around":
+        grid_results = {x: v for x, v in lr_results(records, condition_of(cond)).items() if on_grid(x)}
+        centre = best_lr([r for r in records if on_grid(r["config"]["lr"])], condition_of(cond))
+        if centre is None or next_lr(grid_results, centre) is not None:
+            return None, True           # not bracketed on the half-decade grid yet: nothing to refine
+        todo = [centre * f for f in QUARTER if config_key({**cond, "lr": centre * f}) not in done]
+        lr = todo[0] if todo else None
         finished = lr is None
     elif g["lrs"] == "best_of":
         lr = best_lr(records, g["lr_of"](cond)) or g["fallback_lr"]
@@ -448,6 +521,7 @@ class SweepConfig:
     seed: int = 0
     model: str = DEFAULT_MODEL
     script: str | None = None              # the script that made this call, if any (recorded)
+    part: tuple | None = None              # (k, n): run the k-th of n shares of the plan (see plan_part)
     command: str = "python -m lora_mini sweep"
 
     def __post_init__(self):
@@ -459,6 +533,8 @@ class SweepConfig:
         _int("--block-size", self.block_size, low=2, what="an integer >= 2")
         _num("--alpha", self.alpha)
         _int("--seed", self.seed, low=0, what="a non-negative integer")
+        if self.part is not None and not (len(self.part) == 2 and 0 <= self.part[0] < self.part[1]):
+            raise ConfigError(f"--part must be K/N with 0 <= K < N (e.g. --part 0/4), got {self.part!r}")
         if self.lrs != "search" and not (isinstance(self.lrs, tuple) and self.lrs):
             raise ConfigError(f"--lrs must be 'search' or a comma list of LRs, got {self.lrs!r}")
 
@@ -466,7 +542,7 @@ class SweepConfig:
     def from_args(cls, args) -> "SweepConfig":
         argv = getattr(args, "argv", None)
         lrs = "search" if args.lrs.strip() == "search" else _list("--lrs", args.lrs, float)
-        return cls(plan=args.plan, out=args.out, budget_s=args.budget_s, smoke=args.smoke,
+        return cls(part=_part(args.part), plan=args.plan, out=args.out, budget_s=args.budget_s, smoke=args.smoke,
                    methods=_list("--methods", args.methods, str, ("lora", "full")),
                    ranks=_list("--ranks", args.ranks, int), lrs=lrs,
                    layers=_list("--layers", args.layers, str, tuple(LAYERS)),
@@ -478,7 +554,18 @@ class SweepConfig:
         return json.loads(json.dumps(asdict(self)))
 
 
+def _part(text: str | None) -> tuple | None:
+    if text is None:
+        return None
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--part must be K/N with whole numbers (e.g. --part 0/4), got {text!r}") from None
+    return k, n
+
+
 def add_arguments(p) -> None:
+    p.add_argument("--part", default=None, help="K/N: run the K-th of N shares of the plan (N processes side by side)")
     p.add_argument("--plan", choices=sorted(PLANS), help="a predefined plan (chapter 7's GPU batches)")
     p.add_argument("--out", default="runs/sweep/sweep.jsonl", help="JSONL file to append records to")
     p.add_argument("--budget-s", type=float, default=None, help="stop starting runs that would end after this")
@@ -515,7 +602,8 @@ def grid_plan(cfg) -> list[dict]:
 
 
 def plan_of(cfg: SweepConfig) -> list[dict]:
-    return PLANS[cfg.plan](smoke_scale if cfg.smoke else None) if cfg.plan else grid_plan(cfg)
+    groups = PLANS[cfg.plan](smoke_scale if cfg.smoke else None) if cfg.plan else grid_plan(cfg)
+    return plan_part(groups, *cfg.part) if cfg.part else groups
 
 
 def main(args) -> int:
