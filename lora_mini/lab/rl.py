@@ -53,10 +53,17 @@ class RLConfig:
     eval_every: int = 10
     grad_clip: float = 1.0
     seed: int = 0
+    format_steps: int = 0           # supervised warm-up steps on one-digit sums before RL (0: none)
+    format_lr: float = 1e-4         # its LR (full fine-tuning, seed 0 for every run: one shared start)
 
     def __post_init__(self):
         if self.method not in ("lora", "full"):
             raise ValueError(f"method must be 'lora' or 'full', got {self.method!r}")
+        if not (isinstance(self.format_steps, int) and self.format_steps >= 0):
+            raise ValueError(f"format_steps must be a whole number >= 0, got {self.format_steps!r}")
+        if self.format_steps and self.digits[0] < 2:
+            raise ValueError("the format warm-up trains on one-digit sums: RL digits must then start at 2 "
+                             f"(e.g. digits=(2, 2)), got {self.digits}")
         positive = dict(rank=self.rank, steps=self.steps, prompts_per_step=self.prompts_per_step,
                         group_size=self.group_size, max_new_tokens=self.max_new_tokens,
                         n_eval=self.n_eval, eval_every=self.eval_every)
@@ -166,6 +173,33 @@ def evaluate(model, tokenizer, examples, max_new_tokens: int) -> dict:
     return {"accuracy": sum(lenient) / len(examples), "exact_match": sum(strict) / len(examples)}
 
 
+def format_warmup(model, tokenizer, cfg: RLConfig) -> dict:
+    """Teach the reply format, not the skill: `format_steps` steps of supervised full fine-tuning on
+    one-digit sums ("What is 3 + 4?" -> "7"), seed 0 whatever cfg.seed is, so every RL run starts from
+    the same model, one that answers with a number. RL then trains on sums of two-digit numbers
+    (none of which the warm-up shows). Returns {"steps", "loss_first", "loss_last"}."""
+    from .tasks import batches, encode_examples
+    device = next(model.parameters()).device
+    torch.manual_seed(0)
+    task = AdditionTask((1, 1), seed=0, system="")
+    train, _ = task.make_splits(task.n_pairs(), 0)
+    pad = end_token_id(tokenizer) if tokenizer.pad_token_id is None else tokenizer.pad_token_id
+    stream = batches(encode_examples(tokenizer, train), 16, seed=0, pad_id=pad)
+    model.requires_grad_(True)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.format_lr, weight_decay=0.0)
+    losses = []
+    for _ in range(cfg.format_steps):
+        b = {k: v.to(device) for k, v in next(stream).items()}
+        loss = model(**b).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    model.requires_grad_(False)
+    del opt
+    return {"steps": cfg.format_steps, "loss_first": losses[0], "loss_last": losses[-1]}
+
+
 def prepare_policy(model, cfg: RLConfig):
     """LoRA (seeded, every linear layer) or every parameter trainable; returns the AdamW optimizer."""
     torch.manual_seed(cfg.seed)
@@ -183,6 +217,7 @@ def run_rl(model, tokenizer, cfg: RLConfig, reward_fn=sum_reward, progress: bool
 
     task = AdditionTask(cfg.digits, seed=cfg.seed, system="")
     train, test = task.make_splits(cfg.steps * cfg.prompts_per_step, cfg.n_eval)
+    warmup = format_warmup(model, tokenizer, cfg) if cfg.format_steps else None
     optimizer = prepare_policy(model, cfg)
     curve, evals = [], [{"step": 0, **evaluate(model, tokenizer, test, cfg.max_new_tokens)}]
     torch.manual_seed(cfg.seed)                                   # the sampling RNG
@@ -195,7 +230,7 @@ def run_rl(model, tokenizer, cfg: RLConfig, reward_fn=sum_reward, progress: bool
         if step % cfg.eval_every == 0 or step == cfg.steps:
             evals.append({"step": step, **evaluate(model, tokenizer, test, cfg.max_new_tokens)})
     trainable, total = count_parameters(model)
-    return {"config": asdict(cfg), "curve": curve, "evals": evals, "final": evals[-1],
+    return {"config": asdict(cfg), "format_warmup": warmup, "curve": curve, "evals": evals, "final": evals[-1],
             "trainable_params": trainable, "total_params": total,
             "train_seconds": time.perf_counter() - t0}
 
@@ -217,6 +252,9 @@ def add_arguments(p) -> None:
     p.add_argument("--n-eval", type=int, default=d.n_eval, help="held-out sums for the greedy evaluation")
     p.add_argument("--eval-every", type=int, default=d.eval_every, help="evaluate every N steps")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the data, the LoRA init and the sampling")
+    p.add_argument("--format-steps", type=int, default=d.format_steps,
+                   help="supervised warm-up steps on one-digit sums first (teaches the reply format; needs --digits 2,2 or more)")
+    p.add_argument("--format-lr", type=float, default=d.format_lr, help="the warm-up's LR (full fine-tuning)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if there is one)")
     p.add_argument("--out", required=True, help="the result JSON file (written when the run ends)")
 
@@ -230,7 +268,8 @@ def config_from_args(args) -> RLConfig:
                     prompts_per_step=args.prompts_per_step, group_size=args.group_size,
                     temperature=args.temperature, normalize=not args.no_normalize,
                     digits=digits if len(digits) == 2 else digits * 2, n_eval=args.n_eval,
-                    eval_every=args.eval_every, seed=args.seed)
+                    eval_every=args.eval_every, seed=args.seed, format_steps=args.format_steps,
+                    format_lr=args.format_lr)
 
 
 def main(args) -> int:
@@ -242,8 +281,11 @@ def main(args) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, tok = load_base("tiny" if args.model == "tiny" else args.model, device, torch.float32)
     result = run_rl(model, tok, cfg)
+    import sys
+    from .system import code_version
     result.update(model=args.model, device=torch.cuda.get_device_name() if device == "cuda" else "cpu",
-                  torch=torch.__version__)
+                  torch=torch.__version__, code_version=code_version(),
+                  command=" ".join(["python -m lora_mini rl", *getattr(args, "argv", sys.argv[1:])]))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=1) + "\n")

@@ -31,3 +31,21 @@ def free_memory_bytes(device) -> int | None:
     except OSError:
         return None
     return None
+
+
+def code_version() -> str | None:
+    """The commit the code comes from: `git rev-parse --short HEAD` in the repository, or, where the
+    tree was copied without its .git (the GPU machine), the commit written in runs/code_version.txt
+    by whoever copied it; None if neither says."""
+    import subprocess
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    stamp = root / "runs" / "code_version.txt"
+    return stamp.read_text().strip() or None if stamp.is_file() else None
