@@ -129,7 +129,7 @@ class RMSNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, eps: float):
-        xf = x.float()
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))
         rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
         y = weight * (xf * rstd).to(x.dtype)
         ctx.save_for_backward(x, weight, rstd)
@@ -138,11 +138,11 @@ class RMSNormFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         x, weight, rstd = ctx.saved_tensors
-        xhat = x.float() * rstd
+        xhat = x.to(rstd.dtype) * rstd
         grad_w = None
         if ctx.needs_input_grad[1]:
-            grad_w = (g * xhat.to(x.dtype)).reshape(-1, x.shape[-1]).float().sum(0).to(weight.dtype)
-        gx = (g * weight).float()
+            grad_w = (g * xhat.to(x.dtype)).reshape(-1, x.shape[-1]).to(rstd.dtype).sum(0).to(weight.dtype)
+        gx = (g * weight).to(rstd.dtype)
         grad_x = rstd * (gx - xhat * (gx * xhat).mean(-1, keepdim=True))
         return grad_x.to(x.dtype), grad_w, None
 
