@@ -103,7 +103,8 @@ def linear_cross_entropy(h, weight, labels, chunk_tokens: int = 1024, ignore_ind
     return total / (lab != ignore_index).sum().clamp_min(1)
 
 
-def _head(model):
+def check_head(model):
+    """The model's output head, if the chunked loss computes what the model's own loss does (else ValueError)."""
     head = model.get_output_embeddings()
     if type(head) is not nn.Linear or head.bias is not None:
         raise ValueError(f"low-memory loss: the output head must be a plain nn.Linear without bias, "
@@ -117,7 +118,7 @@ def _head(model):
 def causal_lm_loss(model, input_ids, labels, attention_mask=None, chunk_tokens: int = 1024):
     """The causal-LM loss of a transformers model (position t predicts labels[t+1], -100 ignored,
     mean over labelled tokens), as model(input_ids, labels=labels).loss, with a chunked head."""
-    head = _head(model)
+    head = check_head(model)
     h = model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
     return linear_cross_entropy(h[:, :-1], head.weight, labels[:, 1:], chunk_tokens)
 
@@ -210,8 +211,9 @@ class KnownGradLinear(torch.autograd.Function):
 
 def _down_forward(down, x):
     g = down.__dict__.get("_lowmem_grad")
-    if g is None:
-        return type(down).forward(down, x)
+    w = down.weight if type(down) is nn.Linear else down.base.weight
+    if g is None or x.dtype != w.dtype or g.dtype != w.dtype or torch.is_autocast_enabled(x.device.type):
+        return type(down).forward(down, x)     # (under autocast: recomputed like the rest)
     if type(down) is nn.Linear:
         return KnownGradLinear.apply(x, g, down.weight, down.bias, None, None, 1.0)
     base = down.base

@@ -128,3 +128,31 @@ def test_enable_refuses_dropout_and_disable_restores():
     lowmem.disable(m2)
     assert not lowmem.is_enabled(m2)
     assert not any("forward" in mod.__dict__ for mod in m2.modules())
+
+
+def test_trainer_memory_low_trains_like_normal():
+    """TrainConfig(memory="low") (finetune --memory low): same losses step by step as the normal mode."""
+    from lora_mini.lab.config import ConfigError, TrainConfig
+    from lora_mini.lab.trainer import train
+
+    def run(memory):
+        torch.manual_seed(0)
+        m = tiny_model("llama").train()
+        apply_lora(m, "all-linear", r=4, alpha=8)
+        g = torch.Generator().manual_seed(1)
+        data = []
+        for _ in range(3):
+            ids = torch.randint(2, 256, (2, 10), generator=g)
+            labels = ids.clone()
+            labels[:, :4] = -100
+            data.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
+        out = train(m, iter(data), steps=3, lr=1e-2, memory=memory, progress=False, log_every=1)
+        return [h["loss"] for h in out["history"]], out["strategy"]
+
+    normal, low = run("normal"), run("low")
+    assert low[1] == "eager" and len(low[0]) == 3
+    assert low[0] == pytest.approx(normal[0], rel=1e-4)
+    with pytest.raises(ConfigError, match="--memory low runs eager"):
+        TrainConfig(memory="low", strategy="cuda_graph")
+    with pytest.raises(ConfigError, match="--memory"):
+        TrainConfig(memory="tiny")
