@@ -198,3 +198,18 @@ def test_memory_rows_run_eager_only_and_liger_last():
     jobs = bench.plan([(2, 16)], ["eager", "compiled"], ["peft_gc_liger", "full", "lora_mini_low", "peft"])
     assert jobs[-1][0] == "peft_gc_liger" and jobs[-2][0] == "peft_gc_liger"
     assert jobs[0] == ("full", "eager", 2, 16)
+
+
+def test_scale_targets_are_ratios_of_the_rows():
+    rows = [{"method": m, "mode": mode, "shape": "8x1024", "batch": 8, "seq": 1024, "step_s": t,
+             "tokens_per_s": 8192 / t, "peak_mem_gib": mem}
+            for m, mode, t, mem in (("full", "eager", 1.0, 30.0), ("lora_mini", "eager", 0.7, 20.0),
+                                    ("peft", "eager", 1.5, 33.0), ("lora_mini_low", "eager", 0.9, 5.0),
+                                    ("peft_gc_liger", "eager", 1.2, 5.5))]
+    by = {t["metric"]: t for t in bench.check_scale_targets(rows)}
+    assert by["lora_mini/full step, eager"]["value"] == 0.7 and by["lora_mini/full step, eager"]["met"]
+    assert by["lora_mini/peft tokens_per_s, eager"]["value"] == pytest.approx(1.5 / 0.7, abs=1e-3)
+    assert by["lora_mini/peft tokens_per_s, eager"]["met"] is True
+    assert by["lora_mini_low/peft_gc_liger step"]["value"] == 0.75 and by["lora_mini_low/peft_gc_liger step"]["met"]
+    assert by["lora_mini_low/lora_mini step, eager"]["met"] is True          # 0.9 / 0.7 = 1.29
+    assert by["lora_mini/full step, compiled"]["met"] is None                 # no compiled rows

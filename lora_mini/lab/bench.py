@@ -142,11 +142,10 @@ def liger_copy(base_model):
     apply_liger_kernel_to_llama(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
                                 fused_linear_cross_entropy=True)
     dtype = next(base_model.parameters()).dtype
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(base_model.config, dtype=dtype)
-    model.load_state_dict(base_model.state_dict(), assign=True)
-    if getattr(base_model.config, "tie_word_embeddings", False):
-        model.tie_weights()
+    model = AutoModelForCausalLM.from_config(base_model.config, dtype=dtype)   # the patched classes
+    model.load_state_dict(base_model.state_dict())                            # the same weights
+    for p in model.parameters():
+        p.requires_grad_(False)
     return model
 
 
@@ -303,6 +302,8 @@ def run_one(base_model, method, mode, batch, seq, cfg, device) -> dict:
     try:
         if mode in GRAPH_MODES and device.type != "cuda":
             raise ValueError(f"mode {mode!r} (CUDA graphs) needs a GPU; use --modes eager on CPU")
+        if method == "peft_gc_liger" and importlib.util.find_spec("liger_kernel") is None:
+            raise LookupError(LIGER_MISSING)
         if method == "peft_gc_liger" and device.type != "cuda":
             raise LookupError("liger_kernel's Triton kernels need a GPU")
         with fast.fast_path(method != "lora_mini_ref", split_rows=0 if method == "lora_mini_nosplit" else None):
@@ -401,6 +402,40 @@ def check_targets(rows: list[dict], method: str = "lora_mini") -> list[dict]:
             out.append({"shape": shape, "mode": mode, "metric": key, "target": limit,
                         "value": None if value is None else round(value, 3),
                         "met": None if value is None else bool(value <= limit)})
+    return out
+
+
+def _ratio(rows, shape, a, mode_a, b, mode_b, key):
+    ra = next((r for r in rows if (r["method"], r["mode"], r["shape"]) == (a, mode_a, shape) and key in r), None)
+    rb = next((r for r in rows if (r["method"], r["mode"], r["shape"]) == (b, mode_b, shape) and key in r), None)
+    return None if ra is None or rb is None or not rb[key] else ra[key] / rb[key]
+
+
+def check_scale_targets(rows: list[dict]) -> list[dict]:
+    """The targets at a large shape, for the largest shape in rows (None where a row is missing):
+    lora_mini ≤ 0.75 × full FT's step (eager, graphed, compiled); lora_mini tokens/s ≥ 2.0 × PEFT's
+    eager and ≥ 1.6 × compiled; lora_mini_low peak ≤ peft_gc_liger's, step ≤ 0.8 × peft_gc_liger's
+    and ≤ 1.35 × lora_mini's eager step."""
+    shapes = sorted({(r["batch"] * r["seq"], r["shape"]) for r in rows})
+    if not shapes:
+        return []
+    big = shapes[-1][1]
+    wanted = [(f"lora_mini/full step, {m}", "lora_mini", m, "full", m, "step_s", "<=", 0.75)
+              for m in ("eager", "graphed", "compiled")]
+    wanted += [("lora_mini/peft tokens_per_s, eager", "lora_mini", "eager", "peft", "eager", "tokens_per_s", ">=", 2.0),
+               ("lora_mini/peft tokens_per_s, compiled", "lora_mini", "compiled", "peft", "compiled", "tokens_per_s",
+                ">=", 1.6),
+               ("lora_mini_low/peft_gc_liger peak", "lora_mini_low", "eager", "peft_gc_liger", "eager", "peak_mem_gib",
+                "<=", 1.0),
+               ("lora_mini_low/peft_gc_liger step", "lora_mini_low", "eager", "peft_gc_liger", "eager", "step_s",
+                "<=", 0.8),
+               ("lora_mini_low/lora_mini step, eager", "lora_mini_low", "eager", "lora_mini", "eager", "step_s",
+                "<=", 1.35)]
+    out = []
+    for name, a, ma, b, mb, key, op, limit in wanted:
+        v = _ratio(rows, big, a, ma, b, mb, key)
+        out.append({"shape": big, "metric": name, "target": f"{op} {limit}", "value": None if v is None else round(v, 3),
+                    "met": None if v is None else bool(v <= limit if op == "<=" else v >= limit)})
     return out
 
 
@@ -594,6 +629,7 @@ def describe(cfg: BenchConfig, base, device, rows: list[dict], wall_s: float) ->
                                      "ratio_lora_fast": flops["lora_mini"]["total"] / flops["full"]["total"],
                                      "ratio_lora_naive": flops["lora_mini_ref"]["total"] / flops["full"]["total"]}
     result["targets"] = check_targets(rows)
+    result["scale_targets"] = check_scale_targets(rows)
     return result
 
 
@@ -624,6 +660,7 @@ def load(path) -> dict:
     result = json.loads(Path(path).read_text())
     add_ratios(result["results"])
     result["targets"] = check_targets(result["results"])
+    result["scale_targets"] = check_scale_targets(result["results"])
     return result
 
 
@@ -645,7 +682,8 @@ def merge_results(old: dict, new: dict) -> dict:
     fresh = {key(r) for r in new["results"]}
     rows = [r for r in old["results"] if key(r) not in fresh] + [{**r, "call": len(commands)} for r in new["results"]]
     add_ratios(rows)
-    merged = {**new, "results": rows, "targets": check_targets(rows), "commands": commands,
+    merged = {**new, "results": rows, "targets": check_targets(rows), "scale_targets": check_scale_targets(rows),
+              "commands": commands,
               "scripts": old.get("scripts", [old.get("script")]) + [new.get("script")],
               "configs": old.get("configs", [old.get("config")]) + [new.get("config")],
               "wall_s": round(old.get("wall_s", 0) + new["wall_s"], 1)}
@@ -793,6 +831,9 @@ def main(args) -> int:
     print(table(result))
     for t in result["targets"]:
         print(f"target {t['shape']} {t['mode']:<8} {t['metric']} = {t['value']} (≤ {t['target']}): "
+              f"{'met' if t['met'] else 'NOT met' if t['met'] is not None else 'n/a'}")
+    for t in result["scale_targets"]:
+        print(f"target {t['shape']} {t['metric']} = {t['value']} ({t['target']}): "
               f"{'met' if t['met'] else 'NOT met' if t['met'] is not None else 'n/a'}")
     print(f"wrote {cfg.out} and {cfg.plot}")
     return 0
