@@ -213,3 +213,12 @@ def test_scale_targets_are_ratios_of_the_rows():
     assert by["lora_mini_low/peft_gc_liger step"]["value"] == 0.75 and by["lora_mini_low/peft_gc_liger step"]["met"]
     assert by["lora_mini_low/lora_mini step, eager"]["met"] is True          # 0.9 / 0.7 = 1.29
     assert by["lora_mini/full step, compiled"]["met"] is None                 # no compiled rows
+
+
+def test_profile_records_the_top_ops(tmp_path):
+    assert bench.main(_args(tmp_path, shapes="1x8", methods="lora_mini", profile=True)) == 0
+    row = json.loads((tmp_path / "b.json").read_text())["results"][0]
+    prof = row["profile"]
+    assert prof["total_ms"] > 0 and 0 < len(prof["top"]) <= 20
+    assert all(t["ms"] >= 0 and t["calls"] >= 1 for t in prof["top"])
+    assert [t["ms"] for t in prof["top"]] == sorted((t["ms"] for t in prof["top"]), reverse=True)

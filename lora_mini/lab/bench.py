@@ -293,6 +293,25 @@ def model_shape(config, name: str | None = None) -> dict:
     return out
 
 
+def profile_step(step, device, top: int = 20) -> dict:
+    """One more step under torch.profiler: the ops with the most self time on the device (CUDA) or CPU.
+
+    Where a step's time goes (GEMMs, elementwise kernels, the loss, the optimizer), for the write-up
+    of what stands between a method and the FLOP limit."""
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        step()
+        _sync(device)
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    ev = [e for e in prof.key_averages() if getattr(e, attr, 0) > 0]
+    total = sum(getattr(e, attr) for e in ev)
+    ev.sort(key=lambda e: -getattr(e, attr))
+    return {"time_kind": attr, "total_ms": round(total / 1e3, 3),
+            "top": [{"name": e.key[:120], "ms": round(getattr(e, attr) / 1e3, 3), "calls": e.count,
+                     "share": round(getattr(e, attr) / total, 4) if total else None} for e in ev[:top]]}
+
+
 def run_one(base_model, method, mode, batch, seq, cfg, device) -> dict:
     """Time one (method, mode, shape) configuration. Raises on failure (the caller records it)."""
     row = {"method": method, "mode": mode, "batch": batch, "seq": seq, "shape": f"{batch}x{seq}"}
@@ -310,6 +329,8 @@ def run_one(base_model, method, mode, batch, seq, cfg, device) -> dict:
             parts = make_step(base_model, method, mode, batch, seq, cfg, device, row)
             time_steps(parts, cfg, row, device, t0)
             measure_memory(parts, row, device)
+            if cfg.profile and parts["graphed"] is None:
+                row["profile"] = profile_step(parts["step"], device)
     finally:
         parts.clear()
         if mode in ("compiled", "compiled_graphed"):
@@ -455,7 +476,7 @@ def plan(shapes, modes, methods) -> list[tuple]:
 
 
 OPTIONS = ("model", "shape", "device", "dtype", "shapes", "methods", "modes", "rank", "alpha", "steps", "warmup",
-           "budget_s", "compile_backend", "out", "plot", "append")
+           "budget_s", "compile_backend", "out", "plot", "append", "profile")
 
 
 def command_line(args) -> str:
@@ -500,6 +521,7 @@ class BenchConfig:
     out: str = "runs/bench/bench_cpu.json"
     plot: str = "runs/bench/bench_cpu.png"
     append: bool = False                    # resume: keep the file's timed rows, run only the others
+    profile: bool = False                   # one more step per row under torch.profiler (row["profile"])
     quiet: bool = False
     script: str | None = None               # the script that made this call, if any (recorded)
     command: str = "python -m lora_mini bench"
@@ -539,6 +561,7 @@ class BenchConfig:
                    warmup=(3 if gpu else 1) if args.warmup is None else args.warmup,
                    budget_s=args.budget_s or None, seed=args.seed, out=out,
                    plot=args.plot or str(Path(out).with_suffix(".png")), append=args.append, quiet=args.quiet,
+                   profile=getattr(args, "profile", False),
                    script=getattr(args, "script", None), command=command_line(args))
 
     def to_dict(self) -> dict:
@@ -787,6 +810,8 @@ def add_arguments(p) -> None:
                         "already timed there are not run again; the others are run and added")
     p.add_argument("--script", default=None, help="the script that makes this call, recorded in the JSON "
                    "(e.g. 'bash scripts/gpu/bench.sh')")
+    p.add_argument("--profile", action="store_true",
+                   help="one more step per eager/compiled row under torch.profiler: its top ops by device time")
     p.add_argument("--quiet", action="store_true")
 
 
