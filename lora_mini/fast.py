@@ -130,12 +130,14 @@ class LoRALinearFunction(torch.autograd.Function):
     """y = x Wᵀ + b + s · (x Aᵀ) Bᵀ with W (out × in) frozen; grads for x, A (r × in), B (out × r)."""
 
     @staticmethod
-    def forward(ctx, x, W, bias, A, B, scaling: float, split_rows: int | None = None):
+    def forward(ctx, x, W, bias, A, B, scaling: float, split_rows: int | None = None, save: bool = True):
         dt = x.dtype
         sA = (A * scaling).to(dt)                  # r × in: s folded into A (exact for s = 2^k)
         B_ = B.to(dt)                              # out × r
         W_eff = torch.addmm(W, B_, sA)             # out × in: W + s·B·A
         y = F.linear(x, W_eff, bias)               # (..., out): the base GEMM's cost
+        if not save:                               # no grad mode (fast_path(no_grad=True)): nothing for backward
+            return y
         hs = F.linear(x, sA)                       # (..., r)
         ctx.save_for_backward(x, W, sA, B_, hs)
         ctx.scaling = scaling
@@ -151,7 +153,7 @@ class LoRALinearFunction(torch.autograd.Function):
                                             ctx.split_rows)
         grad_A = None if grad_A is None else grad_A.to(ctx.a_dtype)
         grad_B = None if grad_B is None else grad_B.to(ctx.b_dtype)
-        return grad_x, None, None, grad_A, grad_B, None, None
+        return grad_x, None, None, grad_A, grad_B, None, None, None
 
 
 def lora_grads(g, x, W, sA, B_, hs, s: float, need=(True, True, True), split_rows: int | None = None):
@@ -217,4 +219,5 @@ def lora_linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     w = layer.base.weight
     W = w.t() if layer.fan_in_fan_out else w        # out × in (Conv1D stores in × out)
     rows = getattr(layer, "split_rows", None)                  # None: fast_path's setting
-    return LoRALinearFunction.apply(x, W, layer.base.bias, layer.lora_A, layer.lora_B, layer.scaling, rows)
+    return LoRALinearFunction.apply(x, W, layer.base.bias, layer.lora_A, layer.lora_B, layer.scaling, rows,
+                                    torch.is_grad_enabled())
