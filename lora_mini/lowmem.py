@@ -367,3 +367,19 @@ def disable(model: nn.Module) -> nn.Module:
 
 def is_enabled(model: nn.Module) -> bool:
     return "_lowmem_layers" in model.__dict__
+
+
+def activation_bytes(hidden: int, layers: int, intermediate: int, vocab: int, batch: int, seq: int,
+                     elem: int = 2, chunk_tokens: int = 1024) -> dict:
+    """Rough bytes of activations in the low-memory mode (weights and optimizer state not included).
+
+    kept: every layer's input ((layers + 1) · N · d, N = batch · seq tokens); layer: one layer's
+    recomputation during its backward (≈ 8·d + 4·f values per token: normed inputs, q, k, v, attention
+    output, the residual, gate, up, their product, and gradients of that size); loss: one chunk of
+    float32 logits and its bf16 copies plus the hidden-state gradient (N · d).
+    """
+    N = batch * seq
+    kept = (layers + 1) * N * hidden * elem
+    layer = N * (8 * hidden + 4 * intermediate) * elem
+    loss = min(chunk_tokens, N) * vocab * (4 + 2 * elem) + N * hidden * elem
+    return {"kept": kept, "layer": layer, "loss": loss, "total": kept + max(layer, loss)}

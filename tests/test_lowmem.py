@@ -156,3 +156,13 @@ def test_trainer_memory_low_trains_like_normal():
         TrainConfig(memory="low", strategy="cuda_graph")
     with pytest.raises(ConfigError, match="--memory"):
         TrainConfig(memory="tiny")
+
+
+def test_activation_estimate_scales_with_layers_not_vocab():
+    """At SmolLM2-1.7B's shape, B8×T1024: well under the ~16 GiB the plain step keeps; the logits chunk is bounded."""
+    est = lowmem.activation_bytes(2048, 24, 8192, 49152, 8, 1024)
+    assert est["kept"] == 25 * 8192 * 2048 * 2
+    assert 1.0 < est["total"] / 2**30 < 2.5
+    more_vocab = lowmem.activation_bytes(2048, 24, 8192, 4 * 49152, 8, 1024)
+    assert more_vocab["loss"] < 4 * est["loss"] and more_vocab["kept"] == est["kept"]
+    assert lowmem.activation_bytes(2048, 48, 8192, 49152, 8, 1024)["kept"] == 49 * 8192 * 2048 * 2
