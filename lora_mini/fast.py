@@ -54,6 +54,7 @@ class FastSettings:
     """
     enabled: bool = True
     split_rows: int = 2048
+    no_grad: bool = False          # also without grad mode (a checkpointed forward that is recomputed later)
 
     def __post_init__(self):
         if not isinstance(self.enabled, bool):
@@ -80,15 +81,22 @@ def _split_rows_now() -> int:
     return _SETTINGS.get().split_rows
 
 
+@torch.compiler.assume_constant_result
+def _no_grad_now() -> bool:
+    return _SETTINGS.get().no_grad
+
+
 @contextlib.contextmanager
-def fast_path(enabled: bool | None = None, split_rows: int | None = None):
+def fast_path(enabled: bool | None = None, split_rows: int | None = None, no_grad: bool | None = None):
     """Switch the fast path (and split-K) inside a block; None leaves a setting as it is.
 
         with fast_path(False): ref = model(x)          # the straightforward path
         with fast_path(split_rows=0): loss.backward()  # no split-K
+        with torch.no_grad(), fast_path(no_grad=True): y = model(x)   # the training kernels, no graph
     """
     now = _SETTINGS.get()
-    new = replace(now, **{k: v for k, v in (("enabled", enabled), ("split_rows", split_rows)) if v is not None})
+    new = replace(now, **{k: v for k, v in (("enabled", enabled), ("split_rows", split_rows), ("no_grad", no_grad))
+                          if v is not None})
     token = _SETTINGS.set(new)
     try:
         yield new
@@ -122,12 +130,14 @@ class LoRALinearFunction(torch.autograd.Function):
     """y = x Wᵀ + b + s · (x Aᵀ) Bᵀ with W (out × in) frozen; grads for x, A (r × in), B (out × r)."""
 
     @staticmethod
-    def forward(ctx, x, W, bias, A, B, scaling: float, split_rows: int | None = None):
+    def forward(ctx, x, W, bias, A, B, scaling: float, split_rows: int | None = None, save: bool = True):
         dt = x.dtype
         sA = (A * scaling).to(dt)                  # r × in: s folded into A (exact for s = 2^k)
         B_ = B.to(dt)                              # out × r
         W_eff = torch.addmm(W, B_, sA)             # out × in: W + s·B·A
         y = F.linear(x, W_eff, bias)               # (..., out): the base GEMM's cost
+        if not save:                               # no grad mode (fast_path(no_grad=True)): nothing for backward
+            return y
         hs = F.linear(x, sA)                       # (..., r)
         ctx.save_for_backward(x, W, sA, B_, hs)
         ctx.scaling = scaling
@@ -138,26 +148,36 @@ class LoRALinearFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         x, W, sA, B_, hs = ctx.saved_tensors
-        s = ctx.scaling
         need = ctx.needs_input_grad               # (x, W, bias, A, B, scaling[, split_rows])
-        need_x, need_A, need_B = need[0], need[3], need[4]
-        out, d_in = W.shape
-        g2 = g.reshape(-1, out)                    # N × out
-        x2 = x.reshape(-1, d_in)                   # N × in
-        grad_x = grad_A = grad_B = None
-        if need_x:
-            W_eff = torch.addmm(W, B_, sA)                      # recomputed, bit-for-bit as forward
-            W_g = torch.cat([W_eff, B_ * s], dim=1)             # out × (in + r)
-            G = g2 @ W_g                                        # N × (in + r) = [gx | s·gB]
-            grad_x = G[:, :d_in].view(x.shape)                  # g W' = g W + s (g B) A
-            sgB = G[:, d_in:]                                   # N × r
-        elif need_A:
-            sgB = g2 @ (B_ * s)                                 # N × r
-        if need_A:
-            grad_A = tn_matmul(sgB, x2, ctx.split_rows).to(ctx.a_dtype)                          # r × in
-        if need_B:
-            grad_B = tn_matmul(g2, hs.reshape(-1, hs.shape[-1]), ctx.split_rows).to(ctx.b_dtype)  # out × r
-        return grad_x, None, None, grad_A, grad_B, None, None
+        grad_x, grad_A, grad_B = lora_grads(g, x, W, sA, B_, hs, ctx.scaling, (need[0], need[3], need[4]),
+                                            ctx.split_rows)
+        grad_A = None if grad_A is None else grad_A.to(ctx.a_dtype)
+        grad_B = None if grad_B is None else grad_B.to(ctx.b_dtype)
+        return grad_x, None, None, grad_A, grad_B, None, None, None
+
+
+def lora_grads(g, x, W, sA, B_, hs, s: float, need=(True, True, True), split_rows: int | None = None):
+    """(grad_x, grad_A, grad_B) of y = x W'ᵀ + b, W' = W + B·sA, for the output gradient g (None where
+    not needed; grad_A, grad_B in float32). sA = s·A and B_ in x's dtype, hs = x sAᵀ (..., r).
+    Shared by LoRALinearFunction and the low-memory mode's recomputation (lowmem.py)."""
+    need_x, need_A, need_B = need
+    out, d_in = W.shape
+    g2 = g.reshape(-1, out)                        # N × out
+    x2 = x.reshape(-1, d_in)                       # N × in
+    grad_x = grad_A = grad_B = None
+    if need_x:
+        W_eff = torch.addmm(W, B_, sA)                          # recomputed, bit-for-bit as forward
+        W_g = torch.cat([W_eff, B_ * s], dim=1)                 # out × (in + r)
+        G = g2 @ W_g                                            # N × (in + r) = [gx | s·gB]
+        grad_x = G[:, :d_in].view(x.shape)                      # g W' = g W + s (g B) A
+        sgB = G[:, d_in:]                                       # N × r
+    elif need_A:
+        sgB = g2 @ (B_ * s)                                     # N × r
+    if need_A:
+        grad_A = tn_matmul(sgB, x2, split_rows)                 # r × in
+    if need_B:
+        grad_B = tn_matmul(g2, hs.reshape(-1, hs.shape[-1]), split_rows)   # out × r
+    return grad_x, grad_A, grad_B
 
 
 def can_use(layer: nn.Module, x: torch.Tensor) -> bool:
@@ -172,7 +192,9 @@ def can_use(layer: nn.Module, x: torch.Tensor) -> bool:
     own = getattr(layer, "fast", None)
     if not (own if own is not None else _enabled_now()):
         return False
-    if not torch.is_grad_enabled() or not (layer.lora_A.requires_grad or layer.lora_B.requires_grad):
+    if not (layer.lora_A.requires_grad or layer.lora_B.requires_grad):
+        return False
+    if not torch.is_grad_enabled() and not _no_grad_now():
         return False
     base = layer.base
     if layer.dropout_p > 0 and layer.training:
@@ -197,4 +219,5 @@ def lora_linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     w = layer.base.weight
     W = w.t() if layer.fan_in_fan_out else w        # out × in (Conv1D stores in × out)
     rows = getattr(layer, "split_rows", None)                  # None: fast_path's setting
-    return LoRALinearFunction.apply(x, W, layer.base.bias, layer.lora_A, layer.lora_B, layer.scaling, rows)
+    return LoRALinearFunction.apply(x, W, layer.base.bias, layer.lora_A, layer.lora_B, layer.scaling, rows,
+                                    torch.is_grad_enabled())

@@ -26,6 +26,9 @@ def test_bench_cpu_writes_json_and_plot(tmp_path):
     rows = result["results"]
     assert {(r["method"], r["shape"]) for r in rows} == {(m, s) for m in bench.METHODS for s in ("2x16", "1x8")}
     assert all(r["mode"] == "eager" for r in rows)                   # CPU default: no compile
+    liger = [r for r in rows if r["method"] == "peft_gc_liger"]
+    assert all("skipped" in r and ("liger_kernel" in r["skipped"] or "GPU" in r["skipped"]) for r in liger)
+    rows = [r for r in rows if r["method"] != "peft_gc_liger"]
     for r in rows:
         assert "error" not in r, r
         assert r["step_s"] > 0 and r["tokens_per_s"] > 0 and r["peak_mem_gib"] > 0
@@ -156,3 +159,66 @@ def test_fast_path_split_rows_is_scoped():
     with fast.fast_path(False):
         assert _fast_settings() == (False, before[1])
     assert _fast_settings() == before
+
+
+def test_bench_shape_builds_a_random_model_and_records_it(tmp_path, monkeypatch):
+    """--shape: a seeded random Llama of that shape, no files; rows carry the shape; mem_ratio is to full FT eager."""
+    monkeypatch.setattr(bench, "load_model", lambda *a, **k: pytest.fail("no file or hub access with --shape"))
+    args = _args(tmp_path, shape="tiny", shapes="2x16", methods="full,lora_mini,lora_mini_low,peft_gc,peft_gc_liger")
+    assert bench.main(args) == 0
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert result["model_shape"]["hidden_size"] == 64 and result["model_shape"]["tie_word_embeddings"] is True
+    assert "tiny" in result["model"] and "--shape tiny" in result["command"]
+    by = {r["method"]: r for r in result["results"]}
+    for m in ("full", "lora_mini", "lora_mini_low", "peft_gc"):
+        r = by[m]
+        assert "error" not in r, r
+        assert r["model_shape"]["name"] == "tiny" and r["model_shape"]["num_hidden_layers"] == 2
+        assert r["step_s"] > 0 and r["time_ratio"] > 0 and r["mem_ratio"] > 0
+    assert "skipped" in by["peft_gc_liger"]
+    # same weights and inputs: the low-memory mode computes the same loss
+    assert by["lora_mini_low"]["loss_first"] == pytest.approx(by["lora_mini"]["loss_first"], abs=1e-3)
+    # the seed fixes the weights: a second build is identical
+    a = bench.shape_model("tiny", torch.float32, 0).state_dict()
+    b = bench.shape_model("tiny", torch.float32, 0).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert a["model.embed_tokens.weight"].data_ptr() != 0
+
+
+def test_smollm2_shapes_match_the_published_dims():
+    from transformers import LlamaConfig
+    cfg = LlamaConfig(**bench.SHAPES["smollm2-1.7b"], tie_word_embeddings=True)
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size) == (2048, 24, 32, 8192)
+    assert bench.SHAPES["smollm2-135m"]["num_key_value_heads"] == 3 and bench.SHAPES["smollm2-360m"]["hidden_size"] == 960
+    with pytest.raises(ValueError, match="unknown --shape"):
+        bench.shape_model("smollm2-7b", torch.float32)
+
+
+def test_memory_rows_run_eager_only_and_liger_last():
+    jobs = bench.plan([(2, 16)], ["eager", "compiled"], ["peft_gc_liger", "full", "lora_mini_low", "peft"])
+    assert jobs[-1][0] == "peft_gc_liger" and jobs[-2][0] == "peft_gc_liger"
+    assert jobs[0] == ("full", "eager", 2, 16)
+
+
+def test_scale_targets_are_ratios_of_the_rows():
+    rows = [{"method": m, "mode": mode, "shape": "8x1024", "batch": 8, "seq": 1024, "step_s": t,
+             "tokens_per_s": 8192 / t, "peak_mem_gib": mem}
+            for m, mode, t, mem in (("full", "eager", 1.0, 30.0), ("lora_mini", "eager", 0.7, 20.0),
+                                    ("peft", "eager", 1.5, 33.0), ("lora_mini_low", "eager", 0.9, 5.0),
+                                    ("peft_gc_liger", "eager", 1.2, 5.5))]
+    by = {t["metric"]: t for t in bench.check_scale_targets(rows)}
+    assert by["lora_mini/full step, eager"]["value"] == 0.7 and by["lora_mini/full step, eager"]["met"]
+    assert by["lora_mini/peft tokens_per_s, eager"]["value"] == pytest.approx(1.5 / 0.7, abs=1e-3)
+    assert by["lora_mini/peft tokens_per_s, eager"]["met"] is True
+    assert by["lora_mini_low/peft_gc_liger step"]["value"] == 0.75 and by["lora_mini_low/peft_gc_liger step"]["met"]
+    assert by["lora_mini_low/lora_mini step, eager"]["met"] is True          # 0.9 / 0.7 = 1.29
+    assert by["lora_mini/full step, compiled"]["met"] is None                 # no compiled rows
+
+
+def test_profile_records_the_top_ops(tmp_path):
+    assert bench.main(_args(tmp_path, shapes="1x8", methods="lora_mini", profile=True)) == 0
+    row = json.loads((tmp_path / "b.json").read_text())["results"][0]
+    prof = row["profile"]
+    assert prof["total_ms"] > 0 and 0 < len(prof["top"]) <= 20
+    assert all(t["ms"] >= 0 and t["calls"] >= 1 for t in prof["top"])
+    assert [t["ms"] for t in prof["top"]] == sorted((t["ms"] for t in prof["top"]), reverse=True)

@@ -238,3 +238,18 @@ def test_split_rows_comes_from_the_block_on_gpu_only():
     with fast.fast_path(split_rows=16):
         torch.testing.assert_close(fast.tn_matmul(a, b), a.t() @ b)   # CPU: no split, same result
     assert fast.tn_matmul(a, b, split_rows=16).dtype == torch.float32
+
+
+def test_fast_path_without_grad_mode_gives_the_training_forward():
+    """fast_path(no_grad=True) under torch.no_grad: the same kernels (same bits) as with grad, nothing saved."""
+    layer = _layer(nn.Linear(32, 24))
+    x = torch.randn(3, 32)
+    with fast.fast_path(True):
+        want = layer(x)
+        with torch.no_grad():
+            assert not fast.can_use(layer, x)              # inference default: the thin-GEMM path
+            with fast.fast_path(no_grad=True):
+                assert fast.can_use(layer, x)
+                got = layer(x)
+    assert torch.equal(got, want.detach()) and got.grad_fn is None
+    assert fast.settings().no_grad is False

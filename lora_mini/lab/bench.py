@@ -9,12 +9,24 @@ memory, and the ratios to full fine-tuning at the same shape and mode.
               lora_mini         apply_lora(...) with the fast path (lora_mini/fast.py)
               lora_mini_nosplit the fast path without split-K weight-gradient reductions
               lora_mini_ref     the same layers with the fast path off (the straightforward forward)
+              lora_mini_low     lora_mini's low-memory mode (lora_mini/lowmem.py): LoRA-aware
+                                activation checkpointing + chunked linear cross-entropy (eager only)
+              peft_gc           PEFT + transformers' gradient checkpointing (use_reentrant=False)
+              peft_gc_liger     peft_gc on a model built after liger_kernel's
+                                apply_liger_kernel_to_llama() (fused linear cross-entropy, RMSNorm,
+                                RoPE, SwiGLU); skipped where liger_kernel is missing. Liger patches
+                                transformers' Llama classes for the whole process, so these rows run
+                                last (eager only, like the other memory-saving rows)
     modes     eager             plain PyTorch: Python launches every kernel
               graphed           the whole step (forward, backward, AdamW) replayed from a CUDA
                                 graph (lora_mini/graphs.py): the GPU's own time, no Python (GPU only)
               compiled          torch.compile (inductor)
               compiled_graphed  torch.compile'd model inside the CUDA-graph step: fused kernels, no
                                 Python per step (GPU only)
+
+Model: --model (a saved or hub model, or tiny-llama / tiny-gpt2) or --shape (smollm2-135m,
+smollm2-360m, smollm2-1.7b, tiny): a random-initialised Llama of that shape built in memory from a
+LlamaConfig (seeded, no files, no hub). Every row records the model's shape ("model_shape").
 
 Peak memory: torch.cuda.max_memory_allocated on a GPU. On a CPU there is no allocator counter,
 so we report an estimate: parameters + gradients + optimizer state + tensors saved for backward
@@ -49,7 +61,24 @@ from .checkpoint import atomic_write_text
 from .config import ConfigError, _choice, _int, _num
 from .graphs import GraphedStep, make_adamw
 
-METHODS = ("full", "peft", "lora_mini", "lora_mini_nosplit", "lora_mini_ref")
+METHODS = ("full", "peft", "lora_mini", "lora_mini_nosplit", "lora_mini_ref", "lora_mini_low", "peft_gc",
+           "peft_gc_liger")
+EAGER_ONLY = ("lora_mini_low", "peft_gc", "peft_gc_liger")   # the memory-saving rows: eager, as practitioners run them
+LORA_MINI = ("lora_mini", "lora_mini_nosplit", "lora_mini_ref", "lora_mini_low")
+PEFT = ("peft", "peft_gc", "peft_gc_liger")
+# SmolLM2's shapes (hidden, layers, heads, kv heads, MLP, vocab; tied embeddings); "tiny" for tests
+SHAPES = {
+    "smollm2-135m": dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                         intermediate_size=1536, vocab_size=49152),
+    "smollm2-360m": dict(hidden_size=960, num_hidden_layers=32, num_attention_heads=15, num_key_value_heads=5,
+                         intermediate_size=2560, vocab_size=49152),
+    "smollm2-1.7b": dict(hidden_size=2048, num_hidden_layers=24, num_attention_heads=32, num_key_value_heads=32,
+                         intermediate_size=8192, vocab_size=49152),
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                 intermediate_size=128, vocab_size=256),
+}
+LIGER_MISSING = ("liger_kernel is not installed (pip install liger-kernel, a pure-Python wheel; "
+                 "on the GPU machine from the staged wheel)")
 GRAPH_MODES = ("graphed", "compiled_graphed")
 GRAPH_MEM_NOTE = ("not measured: the activations live in the CUDA graph's private memory pool, which "
                   "torch.cuda.max_memory_allocated does not see during replay")
@@ -98,21 +127,49 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+def liger_copy(base_model):
+    """base_model's weights in a model built after liger_kernel patched transformers' Llama classes.
+
+    apply_liger_kernel_to_llama() replaces LlamaRMSNorm, the MLP, RoPE and the causal-LM forward
+    (fused linear cross-entropy) for the whole process: models built afterwards use them.
+    """
+    if importlib.util.find_spec("liger_kernel") is None:
+        raise LookupError(LIGER_MISSING)
+    if getattr(base_model.config, "model_type", None) != "llama":
+        raise LookupError(f"peft_gc_liger patches Llama models only; this one is {base_model.config.model_type!r}")
+    from liger_kernel.transformers import apply_liger_kernel_to_llama
+    from transformers import AutoModelForCausalLM
+    apply_liger_kernel_to_llama(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
+                                fused_linear_cross_entropy=True)
+    dtype = next(base_model.parameters()).dtype
+    model = AutoModelForCausalLM.from_config(base_model.config, dtype=dtype)   # the patched classes
+    model.load_state_dict(base_model.state_dict())                            # the same weights
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
 def build(base_model, method: str, r: int, alpha: float, device):
     """A fresh copy of base_model on `device`, set up for `method`. Returns (model, trainable params)."""
-    model = copy.deepcopy(base_model).to(device)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    model = liger_copy(base_model) if method == "peft_gc_liger" else copy.deepcopy(base_model)
+    model = model.to(device)
     model.config.use_cache = False
     if method == "full":
         for p in model.parameters():
             p.requires_grad_(True)
-    elif method in ("lora_mini", "lora_mini_nosplit", "lora_mini_ref"):
+    elif method in LORA_MINI:
         apply_lora(model, "all-linear", r=r, alpha=alpha)
-    elif method == "peft":
+        if method == "lora_mini_low":
+            from .. import lowmem
+            lowmem.enable(model)
+    else:
         from peft import LoraConfig, get_peft_model
         model = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear",
                                                  lora_dropout=0.0, task_type="CAUSAL_LM"))
-    else:
-        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+        if method in ("peft_gc", "peft_gc_liger"):
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     return model, [p for p in model.parameters() if p.requires_grad]
 
@@ -154,7 +211,11 @@ def make_step(base_model, method, mode, batch, seq, cfg, device, row) -> dict:
     fwd = torch.compile(model, backend=cfg.compile_backend) if mode in ("compiled", "compiled_graphed") else model
 
     def step_fn(inputs):
-        loss = fwd(input_ids=inputs["ids"], labels=inputs["ids"]).loss
+        if method == "lora_mini_low":        # chunked linear + cross-entropy: no B×T×vocab logits
+            from .. import lowmem
+            loss = lowmem.causal_lm_loss(fwd, inputs["ids"], inputs["ids"])
+        else:                                # transformers' own loss (Liger's fused one under peft_gc_liger)
+            loss = fwd(input_ids=inputs["ids"], labels=inputs["ids"]).loss
         loss.backward()
         opt.step()
         return loss.detach()
@@ -223,18 +284,53 @@ def measure_memory(parts: dict, row: dict, device) -> None:
     row["peak_mem_gib"] = (saved + persistent) / GIB
 
 
+def model_shape(config, name: str | None = None) -> dict:
+    """The model's name and dimensions (recorded in every row)."""
+    keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+            "intermediate_size", "vocab_size", "tie_word_embeddings")
+    out = {"name": name or getattr(config, "name_or_path", None)}
+    out.update({k: getattr(config, k) for k in keys if hasattr(config, k)})
+    return out
+
+
+def profile_step(step, device, top: int = 20) -> dict:
+    """One more step under torch.profiler: the ops with the most self time on the device (CUDA) or CPU.
+
+    Where a step's time goes (GEMMs, elementwise kernels, the loss, the optimizer), for the write-up
+    of what stands between a method and the FLOP limit."""
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        step()
+        _sync(device)
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    ev = [e for e in prof.key_averages() if getattr(e, attr, 0) > 0]
+    total = sum(getattr(e, attr) for e in ev)
+    ev.sort(key=lambda e: -getattr(e, attr))
+    return {"time_kind": attr, "total_ms": round(total / 1e3, 3),
+            "top": [{"name": e.key[:120], "ms": round(getattr(e, attr) / 1e3, 3), "calls": e.count,
+                     "share": round(getattr(e, attr) / total, 4) if total else None} for e in ev[:top]]}
+
+
 def run_one(base_model, method, mode, batch, seq, cfg, device) -> dict:
     """Time one (method, mode, shape) configuration. Raises on failure (the caller records it)."""
     row = {"method": method, "mode": mode, "batch": batch, "seq": seq, "shape": f"{batch}x{seq}"}
+    row["model_shape"] = model_shape(base_model.config, cfg.shape)
     t0 = time.perf_counter()
     parts: dict = {}
     try:
         if mode in GRAPH_MODES and device.type != "cuda":
             raise ValueError(f"mode {mode!r} (CUDA graphs) needs a GPU; use --modes eager on CPU")
+        if method == "peft_gc_liger" and importlib.util.find_spec("liger_kernel") is None:
+            raise LookupError(LIGER_MISSING)
+        if method == "peft_gc_liger" and device.type != "cuda":
+            raise LookupError("liger_kernel's Triton kernels need a GPU")
         with fast.fast_path(method != "lora_mini_ref", split_rows=0 if method == "lora_mini_nosplit" else None):
             parts = make_step(base_model, method, mode, batch, seq, cfg, device, row)
             time_steps(parts, cfg, row, device, t0)
             measure_memory(parts, row, device)
+            if cfg.profile and parts["graphed"] is None:
+                row["profile"] = profile_step(parts["step"], device)
     finally:
         parts.clear()
         if mode in ("compiled", "compiled_graphed"):
@@ -261,9 +357,25 @@ def parse_shapes(text: str) -> list[tuple[int, int]]:
     return shapes
 
 
-def load_base(name: str, dtype):
+def shape_model(name: str, dtype, seed: int = 0):
+    """A random-initialised Llama of one of SHAPES (seeded; built in memory: no files, no hub)."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+    if name not in SHAPES:
+        raise ConfigError(f"unknown --shape {name!r}; choose from {','.join(SHAPES)}")
+    config = LlamaConfig(**SHAPES[name], tie_word_embeddings=True, max_position_embeddings=8192,
+                         rope_theta=100000.0, rms_norm_eps=1e-5, hidden_act="silu",
+                         bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.config.name_or_path = f"random-init {name} shape (seed {seed})"
+    return model.eval()
+
+
+def load_base(name: str, dtype, shape: str | None = None, seed: int = 0):
     """The model every configuration copies, kept on the CPU (so it adds nothing to GPU peaks)."""
-    if name in ("tiny-llama", "tiny-gpt2"):
+    if shape is not None:
+        model = shape_model(shape, dtype, seed)
+    elif name in ("tiny-llama", "tiny-gpt2"):
         model = tiny_model(name.split("-")[1]).to(dtype)
     else:
         model, _ = load_model(name, device="cpu", dtype=dtype)
@@ -273,20 +385,23 @@ def load_base(name: str, dtype):
 
 
 def add_ratios(rows: list[dict]) -> None:
-    """time_ratio and mem_ratio of each row to full fine-tuning at the same shape and mode."""
+    """time_ratio of each row to full fine-tuning at the same shape and mode; mem_ratio to full
+    fine-tuning in eager mode at the same shape (graph modes: none, see GRAPH_MEM_NOTE)."""
     full = {(r["shape"], r["mode"]): r for r in rows if r["method"] == "full" and "step_s" in r}
     for r in rows:
         f = full.get((r["shape"], r["mode"]))
+        f_eager = full.get((r["shape"], "eager"))
+        if "step_s" in r and r.get("peak_mem_gib") is not None and f_eager and f_eager.get("peak_mem_gib") \
+                and r["mode"] not in GRAPH_MODES:
+            r["mem_ratio"] = r["peak_mem_gib"] / f_eager["peak_mem_gib"]
+        else:
+            r.pop("mem_ratio", None)
         if f and "step_s" in r:
             r["time_ratio"] = r["step_s"] / f["step_s"]
             if r.get("call", 1) != f.get("call", 1):
                 r["ratio_note"] = f"full FT's row is from call {f.get('call', 1)}, this one from call {r.get('call', 1)}"
             else:
                 r.pop("ratio_note", None)
-            if r.get("peak_mem_gib") is not None and f.get("peak_mem_gib") and r["mode"] not in GRAPH_MODES:
-                r["mem_ratio"] = r["peak_mem_gib"] / f["peak_mem_gib"]
-            elif r["mode"] in GRAPH_MODES:
-                r.pop("mem_ratio", None)
 
 
 def check_targets(rows: list[dict], method: str = "lora_mini") -> list[dict]:
@@ -311,21 +426,57 @@ def check_targets(rows: list[dict], method: str = "lora_mini") -> list[dict]:
     return out
 
 
+def _ratio(rows, shape, a, mode_a, b, mode_b, key):
+    ra = next((r for r in rows if (r["method"], r["mode"], r["shape"]) == (a, mode_a, shape) and key in r), None)
+    rb = next((r for r in rows if (r["method"], r["mode"], r["shape"]) == (b, mode_b, shape) and key in r), None)
+    return None if ra is None or rb is None or not rb[key] else ra[key] / rb[key]
+
+
+def check_scale_targets(rows: list[dict]) -> list[dict]:
+    """The targets at a large shape, for the largest shape in rows (None where a row is missing):
+    lora_mini ≤ 0.75 × full FT's step (eager, graphed, compiled); lora_mini tokens/s ≥ 2.0 × PEFT's
+    eager and ≥ 1.6 × compiled; lora_mini_low peak ≤ peft_gc_liger's, step ≤ 0.8 × peft_gc_liger's
+    and ≤ 1.35 × lora_mini's eager step."""
+    shapes = sorted({(r["batch"] * r["seq"], r["shape"]) for r in rows})
+    if not shapes:
+        return []
+    big = shapes[-1][1]
+    wanted = [(f"lora_mini/full step, {m}", "lora_mini", m, "full", m, "step_s", "<=", 0.75)
+              for m in ("eager", "graphed", "compiled")]
+    wanted += [("lora_mini/peft tokens_per_s, eager", "lora_mini", "eager", "peft", "eager", "tokens_per_s", ">=", 2.0),
+               ("lora_mini/peft tokens_per_s, compiled", "lora_mini", "compiled", "peft", "compiled", "tokens_per_s",
+                ">=", 1.6),
+               ("lora_mini_low/peft_gc_liger peak", "lora_mini_low", "eager", "peft_gc_liger", "eager", "peak_mem_gib",
+                "<=", 1.0),
+               ("lora_mini_low/peft_gc_liger step", "lora_mini_low", "eager", "peft_gc_liger", "eager", "step_s",
+                "<=", 0.8),
+               ("lora_mini_low/lora_mini step, eager", "lora_mini_low", "eager", "lora_mini", "eager", "step_s",
+                "<=", 1.35)]
+    out = []
+    for name, a, ma, b, mb, key, op, limit in wanted:
+        v = _ratio(rows, big, a, ma, b, mb, key)
+        out.append({"shape": big, "metric": name, "target": f"{op} {limit}", "value": None if v is None else round(v, 3),
+                    "met": None if v is None else bool(v <= limit if op == "<=" else v >= limit)})
+    return out
+
+
 def plan(shapes, modes, methods) -> list[tuple]:
     """Order of work, most important first (a time budget cuts from the end): every eager and
     CUDA-graph run (cheap), then compiled full FT and lora_mini at each shape, then compiled
-    PEFT, straightforward and no-split LoRA."""
-    order = ("full", "lora_mini", "peft", "lora_mini_ref", "lora_mini_nosplit")
+    PEFT, straightforward and no-split LoRA; peft_gc_liger last of all (Liger patches
+    transformers' Llama classes for the rest of the process)."""
+    order = ("full", "lora_mini", "peft", "lora_mini_low", "peft_gc", "lora_mini_ref", "lora_mini_nosplit",
+             "peft_gc_liger")
 
     def key(job):
         m, mode, b, t = job
-        tier = 0 if "compiled" not in mode else 1 if m in ("full", "lora_mini") else 2
+        tier = 3 if m == "peft_gc_liger" else 0 if "compiled" not in mode else 1 if m in ("full", "lora_mini") else 2
         return (tier, MODES.index(mode), shapes.index((b, t)), order.index(m))
     return sorted(((m, mode, b, t) for mode in modes for (b, t) in shapes for m in methods), key=key)
 
 
-OPTIONS = ("model", "device", "dtype", "shapes", "methods", "modes", "rank", "alpha", "steps", "warmup",
-           "budget_s", "compile_backend", "out", "plot", "append")
+OPTIONS = ("model", "shape", "device", "dtype", "shapes", "methods", "modes", "rank", "alpha", "steps", "warmup",
+           "budget_s", "compile_backend", "out", "plot", "append", "profile")
 
 
 def command_line(args) -> str:
@@ -354,6 +505,7 @@ def _names(option: str, text: str, allowed) -> tuple:
 class BenchConfig:
     """One bench call, every default resolved for the device; saved as "config" in the JSON."""
     model: str = DEFAULT_MODEL
+    shape: str | None = None                # a SHAPES name: random-initialised model of that shape
     device: str = "cpu"
     dtype: str = "fp32"                     # the weights: bf16 or fp32
     shapes: tuple = ((1, 64), (1, 16))      # (batch, seq) pairs
@@ -369,6 +521,7 @@ class BenchConfig:
     out: str = "runs/bench/bench_cpu.json"
     plot: str = "runs/bench/bench_cpu.png"
     append: bool = False                    # resume: keep the file's timed rows, run only the others
+    profile: bool = False                   # one more step per row under torch.profiler (row["profile"])
     quiet: bool = False
     script: str | None = None               # the script that made this call, if any (recorded)
     command: str = "python -m lora_mini bench"
@@ -380,6 +533,8 @@ class BenchConfig:
         _int("--warmup", self.warmup, what="at least 1")
         _int("--seed", self.seed, low=0, what="a non-negative integer")
         _choice("--dtype", self.dtype, ("bf16", "fp32"))
+        if self.shape is not None:
+            _choice("--shape", self.shape, tuple(SHAPES))
         if self.budget_s is not None:
             _num("--budget-s", self.budget_s, what="a positive number of seconds (0 on the command line: no limit)")
         if not self.shapes or not self.methods or not self.modes:
@@ -398,7 +553,7 @@ class BenchConfig:
         if args.no_compile:
             modes = tuple(m for m in modes if "compiled" not in m) or ("eager",)
         out = args.out or f"runs/bench/bench_{'gpu' if gpu else 'cpu'}.json"
-        return cls(model=args.model, device=device, dtype=args.dtype or ("bf16" if gpu else "fp32"),
+        return cls(model=args.model, shape=getattr(args, "shape", None), device=device, dtype=args.dtype or ("bf16" if gpu else "fp32"),
                    shapes=tuple(parse_shapes(args.shapes or ("16x1024,1x256" if gpu else "1x64,1x16"))),
                    methods=_names("--methods", args.methods, METHODS), modes=modes,
                    compile_backend=args.compile_backend, rank=args.rank, alpha=args.alpha,
@@ -406,6 +561,7 @@ class BenchConfig:
                    warmup=(3 if gpu else 1) if args.warmup is None else args.warmup,
                    budget_s=args.budget_s or None, seed=args.seed, out=out,
                    plot=args.plot or str(Path(out).with_suffix(".png")), append=args.append, quiet=args.quiet,
+                   profile=getattr(args, "profile", False),
                    script=getattr(args, "script", None), command=command_line(args))
 
     def to_dict(self) -> dict:
@@ -421,12 +577,17 @@ def run_all(cfg: BenchConfig, base, device, budget: Budget, done: set = frozense
     """Every planned configuration not in `done`, in priority order, inside the budget."""
     from tqdm.auto import tqdm
     methods = list(cfg.methods)
-    if "peft" in methods and importlib.util.find_spec("peft") is None:
-        methods.remove("peft")             # not installed here
+    if importlib.util.find_spec("peft") is None:
+        methods = [m for m in methods if m not in PEFT]   # not installed here
     rows, took = [], {}
     work = [j for j in plan(list(cfg.shapes), list(cfg.modes), methods) if (j[0], j[1], f"{j[2]}x{j[3]}") not in done]
     for method, mode, b, t in tqdm(work, desc="bench", disable=cfg.quiet):
         guess = max(took.get(mode, [60.0 if "compiled" in mode else 10.0]))
+        if method in EAGER_ONLY and mode != "eager":
+            rows.append({"method": method, "mode": mode, "batch": b, "seq": t, "shape": f"{b}x{t}",
+                         "skipped": f"{method} is measured in eager mode only (the memory-saving setting as "
+                                    "people run it)"})
+            continue
         if not budget.fits(guess):
             rows.append({"method": method, "mode": mode, "batch": b, "seq": t, "shape": f"{b}x{t}",
                          "skipped": f"time budget ({cfg.budget_s:g} s) would be exceeded"})
@@ -434,6 +595,8 @@ def run_all(cfg: BenchConfig, base, device, budget: Budget, done: set = frozense
         try:
             row = run_one(base, method, mode, b, t, cfg, device)
             took.setdefault(mode, []).append(row["wall_s"])
+        except LookupError as e:           # a missing optional package or device: skipped, with the reason
+            row = {"method": method, "mode": mode, "batch": b, "seq": t, "shape": f"{b}x{t}", "skipped": str(e)}
         except Exception as e:  # a failing configuration is recorded, the others still run
             row = {"method": method, "mode": mode, "batch": b, "seq": t, "shape": f"{b}x{t}",
                    "error": f"{type(e).__name__}: {str(e)[:500]}"}
@@ -449,23 +612,39 @@ def device_name(device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def code_version() -> str | None:
+    """`git rev-parse --short HEAD` of the checkout this code runs from (None outside git)."""
+    import subprocess
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
 def describe(cfg: BenchConfig, base, device, rows: list[dict], wall_s: float) -> dict:
     """The result dict: the setting, the rows with their ratios, FLOP accounting and the targets."""
     add_ratios(rows)
     mcfg = base.config
     result = {
         "command": cfg.command, "script": cfg.script, "config": cfg.to_dict(),
-        "device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
-        "model": getattr(mcfg, "name_or_path", cfg.model), "dtype": str(DTYPES[cfg.dtype]).replace("torch.", ""),
+        "device": device_name(device), "torch": torch.__version__, "code_version": code_version(), "python": platform.python_version(),
+        "model": getattr(mcfg, "name_or_path", cfg.model), "model_shape": model_shape(mcfg, cfg.shape or cfg.model),
+        "dtype": str(DTYPES[cfg.dtype]).replace("torch.", ""),
         "rank": cfg.rank, "alpha": cfg.alpha, "targets_modules": "all-linear",
         "steps": cfg.steps, "warmup": cfg.warmup,
         "memory_kind": ("torch.cuda.max_memory_allocated" if device.type == "cuda" else
                         "estimate: params + grads + optimizer state + tensors saved for backward"),
         "wall_s": round(wall_s, 1), "results": rows,
     }
-    for package in ("transformers", "peft"):
+    from importlib import metadata
+    for package, dist in (("transformers", "transformers"), ("peft", "peft"), ("liger_kernel", "liger-kernel")):
         if importlib.util.find_spec(package) is not None:
-            result[package] = importlib.import_module(package).__version__
+            try:
+                result[package] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                result[package] = getattr(importlib.import_module(package), "__version__", None)
     if hasattr(mcfg, "intermediate_size"):
         seq = cfg.shapes[0][1]
         flops = {m: flops_per_token(mcfg, seq, cfg.rank, m) for m in ("full", "lora_mini", "lora_mini_ref")}
@@ -473,6 +652,7 @@ def describe(cfg: BenchConfig, base, device, rows: list[dict], wall_s: float) ->
                                      "ratio_lora_fast": flops["lora_mini"]["total"] / flops["full"]["total"],
                                      "ratio_lora_naive": flops["lora_mini_ref"]["total"] / flops["full"]["total"]}
     result["targets"] = check_targets(rows)
+    result["scale_targets"] = check_scale_targets(rows)
     return result
 
 
@@ -488,7 +668,7 @@ def bench(cfg, base=None, done: set = frozenset()) -> dict:
     budget = Budget(cfg.budget_s)          # the budget counts the model load too
     device = torch.device(cfg.device)
     if base is None:
-        base = load_base(cfg.model, DTYPES[cfg.dtype])
+        base = load_base(cfg.model, DTYPES[cfg.dtype], cfg.shape, cfg.seed)
     else:
         base = base.to("cpu", DTYPES[cfg.dtype])
         for p in base.parameters():
@@ -503,6 +683,7 @@ def load(path) -> dict:
     result = json.loads(Path(path).read_text())
     add_ratios(result["results"])
     result["targets"] = check_targets(result["results"])
+    result["scale_targets"] = check_scale_targets(result["results"])
     return result
 
 
@@ -524,7 +705,8 @@ def merge_results(old: dict, new: dict) -> dict:
     fresh = {key(r) for r in new["results"]}
     rows = [r for r in old["results"] if key(r) not in fresh] + [{**r, "call": len(commands)} for r in new["results"]]
     add_ratios(rows)
-    merged = {**new, "results": rows, "targets": check_targets(rows), "commands": commands,
+    merged = {**new, "results": rows, "targets": check_targets(rows), "scale_targets": check_scale_targets(rows),
+              "commands": commands,
               "scripts": old.get("scripts", [old.get("script")]) + [new.get("script")],
               "configs": old.get("configs", [old.get("config")]) + [new.get("config")],
               "wall_s": round(old.get("wall_s", 0) + new["wall_s"], 1)}
@@ -558,13 +740,14 @@ def plot(result: dict, path=None, title: str | None = None):
     rows = [r for r in result["results"] if "time_ratio" in r]
     groups = sorted({(r["batch"] * r["seq"], r["shape"], r["mode"]) for r in rows},
                     key=lambda g: (-g[0], MODES.index(g[2]) if g[2] in MODES else len(MODES)))
-    methods = [m for m in ("full", "peft", "lora_mini_ref", "lora_mini_nosplit", "lora_mini")
-               if any(r["method"] == m for r in rows)]
+    methods = [m for m in ("full", "peft", "peft_gc", "peft_gc_liger", "lora_mini_ref", "lora_mini_nosplit",
+                           "lora_mini", "lora_mini_low") if any(r["method"] == m for r in rows)]
     names = {"full": "full FT", "peft": "PEFT LoRA", "lora_mini_ref": "lora_mini (straightforward)",
              "lora_mini_nosplit": "lora_mini (fast, no split-K)",
-             "lora_mini": "lora_mini (fast path)"}
+             "lora_mini": "lora_mini (fast path)", "lora_mini_low": "lora_mini (low memory)",
+             "peft_gc": "PEFT + checkpointing", "peft_gc_liger": "PEFT + checkpointing + Liger"}
     colors = {"full": "0.55", "peft": "tab:orange", "lora_mini_ref": "tab:blue", "lora_mini_nosplit": "tab:olive",
-              "lora_mini": "tab:green"}
+              "lora_mini": "tab:green", "lora_mini_low": "tab:cyan", "peft_gc": "tab:red", "peft_gc_liger": "tab:purple"}
     fig, axes = plt.subplots(2, 1, figsize=(max(8.0, 1.25 * len(groups) + 2), 7.5))
     width = 0.8 / max(len(methods), 1)
     for ax, key, label, targets in ((axes[0], "time_ratio", "step time / full FT", (0.85,)),
@@ -603,6 +786,8 @@ def plot(result: dict, path=None, title: str | None = None):
 
 def add_arguments(p) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help="model name, .gguf path, hub id, or tiny-llama / tiny-gpt2")
+    p.add_argument("--shape", default=None, choices=list(SHAPES),
+                   help="instead of --model: a random-initialised Llama of this shape, built in memory (seeded)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--dtype", choices=["bf16", "fp32"], default=None, help="weights (default: bf16 on GPU, fp32 on CPU)")
     p.add_argument("--shapes", default=None, help="BATCHxSEQ list (default: 16x1024,1x256 on GPU, 1x64,1x16 on CPU)")
@@ -625,6 +810,8 @@ def add_arguments(p) -> None:
                         "already timed there are not run again; the others are run and added")
     p.add_argument("--script", default=None, help="the script that makes this call, recorded in the JSON "
                    "(e.g. 'bash scripts/gpu/bench.sh')")
+    p.add_argument("--profile", action="store_true",
+                   help="one more step per eager/compiled row under torch.profiler: its top ops by device time")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -640,11 +827,14 @@ def previous_result(cfg: BenchConfig) -> dict | None:
     if "config" in old:
         now["config.model"] = cfg.model
         old["config.model"] = old["config"].get("model")
+        now["config.shape"] = cfg.shape
+        old["config.shape"] = old["config"].get("shape")
     for key, value in now.items():
         if old.get(key) != value:
             raise ConfigError(f"--append: {key} differs ({old.get(key)!r} in {path}, {value!r} now); "
                               "write to another --out instead")
     old.pop("config.model", None)
+    old.pop("config.shape", None)
     return old
 
 
@@ -666,6 +856,9 @@ def main(args) -> int:
     print(table(result))
     for t in result["targets"]:
         print(f"target {t['shape']} {t['mode']:<8} {t['metric']} = {t['value']} (≤ {t['target']}): "
+              f"{'met' if t['met'] else 'NOT met' if t['met'] is not None else 'n/a'}")
+    for t in result["scale_targets"]:
+        print(f"target {t['shape']} {t['metric']} = {t['value']} ({t['target']}): "
               f"{'met' if t['met'] else 'NOT met' if t['met'] is not None else 'n/a'}")
     print(f"wrote {cfg.out} and {cfg.plot}")
     return 0

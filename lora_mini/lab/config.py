@@ -88,6 +88,7 @@ class TrainConfig:
     autocast: bool | None = None     # None: on a GPU when a weight the forward uses is float32
     checkpoint_every: int = 0        # 0: no periodic checkpoints
     on_nonfinite: str = "stop"       # "stop": a NaN/Inf loss raises NonFiniteLoss; "continue": record it (LR sweeps)
+    memory: str = "normal"           # "low": layer checkpointing + chunked loss (lora_mini.lowmem), eager steps
 
     def __post_init__(self):
         _int("--steps", self.steps)
@@ -107,6 +108,10 @@ class TrainConfig:
         _choice("--precision", self.precision, ("auto", "bf16", "fp16", "fp32"))
         _int("--checkpoint-every", self.checkpoint_every, low=0, what="a non-negative integer (0: never)")
         _choice("on_nonfinite", self.on_nonfinite, ("stop", "continue"))
+        _choice("--memory", self.memory, ("normal", "low"))
+        if self.memory == "low" and self.strategy in ("compiled", "cuda_graph"):
+            raise ConfigError(f"--memory low runs eager steps (it recomputes layers in the backward); "
+                              f"drop --strategy {self.strategy} or use --strategy eager")
 
 
 @dataclass(frozen=True)

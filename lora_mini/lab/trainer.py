@@ -58,15 +58,19 @@ class AnswerLoss(nn.Module):
     static=True (CUDA graphs): fixed shapes, the head on every position, unlabelled ones ignored.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, chunked: bool = False):
         super().__init__()
-        self.model = model
+        self.model, self.chunked = model, chunked     # chunked: lowmem.linear_cross_entropy (--memory low)
 
     def forward(self, input_ids, attention_mask, labels, static: bool = False):
         body, head = self.model.base_model, self.model.get_output_embeddings()
         h = body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, d)
         targets = labels[:, 1:]                        # position t predicts token t+1
         keep = targets != IGNORE                       # (B, T-1)
+        if self.chunked:                               # no (N, vocab) logits held at once
+            from ..lowmem import check_head, linear_cross_entropy
+            head = check_head(self.model)
+            return linear_cross_entropy(h[:, :-1][keep], head.weight, targets[keep], reduction="sum"), keep.sum()
         if static:
             logits = head(h[:, :-1])                   # (B, T-1, vocab)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE,
@@ -169,6 +173,8 @@ def plan_step(model: nn.Module, cfg: TrainConfig, device, world_size: int = 1, m
     scaler = cuda and precision == "fp16"
     dtype = torch.float32 if wants else forward_dtype(model)
     requested = cfg.strategy
+    if getattr(cfg, "memory", "normal") == "low" and requested == "auto":
+        requested = "eager"                        # the low-memory mode recomputes layers: eager steps
     if scaler and requested == "auto":
         requested = "eager"
     return StepPlan(choose_strategy(device, dtype, method, requested, world_size), amp_dtype, scaler)
@@ -239,7 +245,10 @@ class Trainer:
         self.base_lrs = [get_lr(g) for g in self.optimizer.param_groups]
         self.scaler = torch.amp.GradScaler("cuda") if self.plan.scaler else None
         self.checkpoint_dir = checkpoint_dir
-        self.loss_module, self.comm = self._loss_module(loss_fn or AnswerLoss(model))
+        if cfg.memory == "low":
+            from ..lowmem import enable
+            enable(model)                          # layer checkpointing (undo: lora_mini.lowmem.disable)
+        self.loss_module, self.comm = self._loss_module(loss_fn or AnswerLoss(model, chunked=cfg.memory == "low"))
         self.state = {"step": 0, "history": [], "evals": [], "tokens": 0, "train_seconds": 0.0}
         self.bar = self.graphed = None
 
@@ -462,7 +471,7 @@ class Trainer:
 
 _TRAIN_SETTINGS = {"steps", "lr", "batch_size", "warmup_steps", "schedule", "weight_decay", "grad_clip",
                    "seed", "log_every", "eval_every", "budget_s", "strategy", "precision", "autocast",
-                   "checkpoint_every", "on_nonfinite"}
+                   "checkpoint_every", "on_nonfinite", "memory"}
 
 
 def train(model: nn.Module, batches, *, optimizer=None, eval_fn=None, checkpoint_dir=None,
