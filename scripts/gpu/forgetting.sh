@@ -2,7 +2,7 @@
 # Chapter 8b: forgetting at matched accuracy. LoRA r=16, LoRA r=256 (alpha 32 as in the book, so the scale
 # alpha/r carries the rank and the LR stays 2e-3) and full FT at its best bracketed LR (1e-3), 3 seeds each,
 # all 9 side by side on one GPU; each trains until 90% exact match (max 300 steps, eval every 10) and writes
-# figures/forgetting/<method>_r<R>_seed<S>.json.   GPU=0 bash scripts/gpu/forgetting.sh [budget seconds]
+# figures/forgetting/{lora_r16,lora_r256,full}_seed<S>.json.   GPU=0 bash scripts/gpu/forgetting.sh [budget seconds]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CUDA_VISIBLE_DEVICES=${GPU:-0} PYTHONUNBUFFERED=1
@@ -16,6 +16,6 @@ run() {  # name, then forgetting options
 for seed in 0 1 2; do
   run lora_r16 --method lora --rank 16 --lr 2e-3
   run lora_r256 --method lora --rank 256 --lr 2e-3
-  run full_r0 --method full --lr 1e-3
+  run full --method full --lr 1e-3
 done
 wait
