@@ -88,3 +88,36 @@ def test_the_first_files_held_out_blocks_are_those_of_more_files():
     assert len(more) > len(few) and torch.equal(more[:len(few)], few)
     n = len(few) // 64
     assert torch.equal(to_blocks(few, 64)[:n], to_blocks(more, 64)[:n])
+
+
+def fake(method, seed, text, chat, em=(0.1, 0.6, 0.95), rank=16):
+    """A record as run_forgetting writes it, with a made-up curve (step 0 is the base)."""
+    rec = {"method": method, "rank": rank if method == "lora" else None, "seed": seed, "lr": 1e-3,
+           "target_acc": 0.9, "finished": True,
+           "curve": [{"step": 10 * i, "exact_match": e, "text_loss": 2.0 + t, "chat_loglik": -0.6 - c}
+                     for i, (e, t, c) in enumerate(zip(em, text, chat))]}
+    forgetting.summarize(rec)
+    return rec
+
+
+def test_matched_accuracy_and_the_verdict_rule(tmp_path):
+    lora = [fake("lora", s, (0, 0.01, 0.02 + 0.002 * s), (0, 0.1, 0.2)) for s in range(3)]
+    full = [fake("full", s, (0, 0.05, 0.10 + 0.002 * s), (0, 0.1, 0.2 + 0.01 * s)) for s in range(3)]
+    late = fake("lora", 0, (0, 0.3, 0.5), (0, 0, 0), em=(0.1, 0.5, 0.7), rank=256)    # never reaches 90%
+    for i, r in enumerate(lora + full + [late]):
+        (tmp_path / f"{i}.json").write_text(json.dumps(r))
+    (tmp_path / "partial.json").write_text(json.dumps({**lora[0], "finished": False}))
+    recs = forgetting.load_records(tmp_path)
+    assert len(recs) == 7 and [forgetting.label(r) for r in recs[:4]] == ["LoRA r=16"] * 3 + ["LoRA r=256"]
+    m = forgetting.matched(recs)
+    assert m["LoRA r=16"]["step"]["values"] == [20, 20, 20] and m["LoRA r=256"]["reached"] == []
+    assert m["LoRA r=16"]["text_loss_increase"]["mean"] == pytest.approx(0.022)
+    assert m["full FT"]["chat_loglik_drop"]["values"] == pytest.approx([0.2, 0.21, 0.22])
+    assert forgetting.verdict(m["LoRA r=16"], m["full FT"], "text_loss_increase") == "supported"
+    assert forgetting.verdict(m["full FT"], m["LoRA r=16"], "text_loss_increase") == "contradicted"
+    assert forgetting.verdict(m["LoRA r=16"], m["full FT"], "chat_loglik_drop") == "inconclusive at this scale"
+    assert forgetting.verdict(m["LoRA r=256"], m["full FT"], "text_loss_increase") == "inconclusive at this scale"
+    import matplotlib
+    matplotlib.use("Agg")
+    axes = forgetting.plot_curves(recs)
+    assert len(axes[0].lines) == 7 + 1 and axes[0].get_legend() is not None

@@ -379,3 +379,87 @@ def main(args) -> int:
           + f"; text loss {rec['forgetting']['text_loss_increase']:+.4f}, chat log-lik "
           f"{-rec['forgetting']['chat_loglik_drop']:+.4f}; wrote {cfg.out} ({rec['wall_seconds']:.0f} s)")
     return 0
+
+
+# ----------------------------------------------------------------------------- reading the records (chapter 8b)
+
+MEASURES = {"text_loss_increase": "rise of the held-out stdlib loss (nats/token)",
+            "chat_loglik_drop": "drop of the base replies' log-likelihood (nats/token)"}
+
+
+def load_records(folder) -> list[dict]:
+    """Every finished record in `folder` (*.json), sorted by method, rank and seed."""
+    recs = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
+    recs = [r for r in recs if r.get("finished") and "curve" in r]
+    return sorted(recs, key=lambda r: (r["method"] != "lora", r["rank"] or 0, r["seed"]))
+
+
+def label(rec: dict) -> str:
+    return "full FT" if rec["method"] == "full" else f"LoRA r={rec['rank']}"
+
+
+def at_target(rec: dict) -> dict | None:
+    """Forgetting at the first evaluation that reached the target (None if none did)."""
+    if rec["reached_at_step"] is None:
+        return None
+    base = rec["curve"][0]
+    p = next(q for q in rec["curve"] if q["step"] == rec["reached_at_step"])
+    return {"step": p["step"], "exact_match": p["exact_match"],
+            "text_loss_increase": p["text_loss"] - base["text_loss"],
+            "chat_loglik_drop": base["chat_loglik"] - p["chat_loglik"]}
+
+
+def matched(records: list[dict]) -> dict:
+    """{label: {"seeds", "reached", "lr", "step"/measure: {"mean", "spread", "values"}}} at the target."""
+    import statistics
+    out = {}
+    for rec in records:
+        g = out.setdefault(label(rec), {"seeds": [], "reached": [], "lr": rec["lr"], "points": []})
+        g["seeds"].append(rec["seed"])
+        hit = at_target(rec)
+        if hit is not None:
+            g["reached"].append(rec["seed"])
+            g["points"].append(hit)
+    for g in out.values():
+        for key in ("step", *MEASURES):
+            vals = [p[key] for p in g["points"]]
+            g[key] = {"values": vals, "mean": statistics.fmean(vals) if vals else None,
+                      "spread": statistics.pstdev(vals) if vals else None}
+    return out
+
+
+def verdict(lora: dict, full: dict, key: str) -> str:
+    """"LoRA forgets less than full FT" on one measure, by the book's rule (brackets.SPREADS): a
+    difference counts when it exceeds twice the larger seed spread; needs >= 2 seeds that reached."""
+    from .brackets import SPREADS
+    a, b = lora[key], full[key]
+    if len(a["values"]) < 2 or len(b["values"]) < 2:
+        return "inconclusive at this scale"
+    diff = b["mean"] - a["mean"]                  # > 0: LoRA forgot less
+    if abs(diff) <= SPREADS * max(a["spread"], b["spread"]):
+        return "inconclusive at this scale"
+    return "supported" if diff > 0 else "contradicted"
+
+
+def plot_curves(records: list[dict], axes=None):
+    """Learning against forgetting (Biderman et al. 2024): new-task exact match on x, the old-task
+    measures on y (change from the step-0 model), one colour per method, one thin line per seed."""
+    import matplotlib.pyplot as plt
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colours = {}
+    for rec in records:
+        name = label(rec)
+        c = colours.setdefault(name, f"C{len(colours)}")
+        base, xs = rec["curve"][0], [100 * p["exact_match"] for p in rec["curve"]]
+        for ax, key in zip(axes, MEASURES):
+            ys = [p["text_loss"] - base["text_loss"] if key == "text_loss_increase" else
+                  base["chat_loglik"] - p["chat_loglik"] for p in rec["curve"]]
+            ax.plot(xs, ys, color=c, lw=0.9, alpha=0.7, marker=".", ms=3,
+                    label=name if rec["seed"] == min(r["seed"] for r in records if label(r) == name) else None)
+    for ax, (key, text) in zip(axes, MEASURES.items()):
+        ax.axvline(100 * records[0]["target_acc"], color="k", lw=0.7, ls=":")
+        ax.set(xlabel="new task: held-out exact match (%)", ylabel=text)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return axes
