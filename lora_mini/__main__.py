@@ -1,4 +1,4 @@
-"""Command line:  python -m lora_mini {finetune | info | bench | sweep | beyond | rl | generate | chat | export} [options]
+"""Command line:  python -m lora_mini {finetune | info | bench | sweep | beyond | forgetting | rl | generate | chat | export} [options]
 
 A thin layer: each sub-command's module provides `add_arguments(parser)` and `main(args)`,
 which builds its config, calls one lab function and prints. Errors print one line,
@@ -28,6 +28,7 @@ COMMANDS = {
     "export": ("lora_mini.lab.export", "merge an adapter into the model and save it"),
     "rl": ("lora_mini.lab.rl", "policy-gradient RL on the arithmetic task: rank-1 LoRA vs higher ranks vs full FT"),
     "beyond": ("lora_mini.lab.beyond", "chapter 8's runs: methods, several adapters, overfitting, continual learning (JSON)"),
+    "forgetting": ("lora_mini.lab.forgetting", "train until a target accuracy; forgetting of general text and chat (JSON)"),
 }
 _NUMBER = re.compile(r"-(\d|\.\d|inf\b|nan\b)", re.I)
 USAGE_ERRORS = (ValueError, OSError, KeyError)      # bad settings, files, names: status 2
