@@ -179,6 +179,7 @@ class StaticDecoder:
     decode step as a CUDA graph (default on CUDA).
     """
 
+    @torch.no_grad()
     def __init__(self, model, n_prompts: int, max_len: int, fuse: bool | None = None, graph: bool | None = None):
         why = unsupported(model)
         if why is not None:
