@@ -211,7 +211,7 @@ class StaticDecoder:
         self.tok = torch.zeros(self.rows, 1, dtype=torch.long, device=self.device)   # a step's inputs: fixed
         self.pos = torch.zeros(self.rows, 1, dtype=torch.long, device=self.device)   # buffers, so a captured
         self.slot = torch.zeros(1, dtype=torch.long, device=self.device)              # graph can replay them
-        self._graph = None
+        self._graph, self.graph_error = None, None
 
     def _block_groups(self, layer, L, fuse):
         parts = {f"{a}.{b}": _linear_parts(getattr(getattr(layer, a), b)) for a, b in PROJ}
@@ -261,17 +261,25 @@ class StaticDecoder:
         if not self.graph:
             return self._forward(self.tok, self.pos, self.slot)
         if self._graph is None:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):                       # warm-up writes the same slot the replay rewrites
-                    self._forward(self.tok, self.pos, self.slot)
-            torch.cuda.current_stream().wait_stream(side)
-            self._graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self._graph):
-                self._out = self._forward(self.tok, self.pos, self.slot)
+            try:
+                self._capture()
+            except RuntimeError as e:              # capture failed: run eagerly, and say why
+                self.graph, self.graph_error, self._graph = False, str(e).splitlines()[0], None
+                return self._forward(self.tok, self.pos, self.slot)
         self._graph.replay()
         return self._out
+
+    def _capture(self):
+        """Warm up on a side stream, then capture one decode step (reads tok / pos / slot)."""
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):                       # warm-up writes the same slot the replay rewrites
+                self._forward(self.tok, self.pos, self.slot)
+        torch.cuda.current_stream().wait_stream(side)
+        self._graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self._graph):
+            self._out = self._forward(self.tok, self.pos, self.slot)
 
     @torch.no_grad()
     def steps(self, prompts: list[list[int]], max_new_tokens: int, choose, pad_id: int = 0):

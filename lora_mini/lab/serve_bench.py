@@ -177,13 +177,15 @@ def run_methods(cfg: ServeBenchConfig, base, states, ids, idx, device, budget: B
     add("hf_generate_merged", out, sec, hf, {"compared_with": "hf_generate_merged (itself)"})
     dec = StaticDecoder(merged0, N, ids.shape[1] + n)
     out, sec = timed(lambda: dec.greedy(prompts, n), device)
-    add("decode_loop", out, sec, hf, {"compared_with": "hf_generate_merged", "graph": dec.graph})
+    add("decode_loop", out, sec, hf, {"compared_with": "hf_generate_merged", "graph": dec.graph,
+                                      "graph_error": dec.graph_error})
     del dec, merged0
     multi = apply_multi_lora(__import__("copy").deepcopy(base), states)
     with use_adapter(multi, idx.to(device)):
         dec = StaticDecoder(multi, N, ids.shape[1] + n)
         out, sec = timed(lambda: dec.greedy(prompts, n), device)
-    add("lora_mini_mixed", out, sec, ref, {"compared_with": "per-adapter reference", "graph": dec.graph})
+    add("lora_mini_mixed", out, sec, ref, {"compared_with": "per-adapter reference", "graph": dec.graph,
+                                           "graph_error": dec.graph_error})
     del dec, multi
     pm = peft_model(base, states, cfg)
     names = [f"a{k}" for k in idx.tolist()]
@@ -196,7 +198,11 @@ def run_methods(cfg: ServeBenchConfig, base, states, ids, idx, device, budget: B
             skipped.append({"method": method, "why": f"needs about {est:.0f} s, {budget.remaining():.0f} s left"})
             continue
         pm.set_adapter("a0")
-        out, sec = timed(fn, device, lambda: short(pm))
+        try:
+            out, sec = timed(fn, device, lambda: short(pm))
+        except Exception as e:                      # noqa: BLE001 -- a PEFT failure is a result, not a crash
+            skipped.append({"method": method, "why": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
+            continue
         if method == "peft_unmerged_one":
             add(method, out[groups[0]], sec, ref[groups[0]], {"compared_with": "reference, adapter 0's requests"})
         else:
