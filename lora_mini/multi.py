@@ -104,7 +104,7 @@ class MultiLoRALinear(nn.Module):
     """base(x) + s[k] · B[k](A[k] x) with k chosen per call (int) or per batch row (RowSegments).
 
     lora_A: K × r × in, lora_B: K × out × r (ranks below the largest are zero-padded), scaling: (K,),
-    stored in the base weight's dtype. `active`: None (base only), an int k, or a RowSegments
+    stored in float32. `active`: None (base only), an int k, or a RowSegments
     (set_adapter builds it from a LongTensor (batch,), with −1 meaning "no adapter").
     """
 
@@ -120,7 +120,7 @@ class MultiLoRALinear(nn.Module):
         r = max(a.shape[0] for a in As)
         self.base = base
         self.fan_in_fan_out = isinstance(base, Conv1D)
-        dev, dt = base.weight.device, base.weight.dtype
+        dev, dt = base.weight.device, torch.float32            # cast to the input's dtype when used
         A = torch.stack([nn.functional.pad(a.float(), (0, 0, 0, r - a.shape[0])) for a in As])
         B = torch.stack([nn.functional.pad(b.float(), (0, r - b.shape[1])) for b in Bs])
         self.lora_A = nn.Parameter(A.to(dev, dt), requires_grad=False)
