@@ -25,6 +25,7 @@ COMMANDS = {
     "ddp-report": ("lora_mini.lab.ddp_bench", "1 vs 2 GPU report from two ddp-bench files", "report"),
     "generate": ("lora_mini.lab.generate", "replies from a model with an adapter"),
     "chat": ("lora_mini.lab.generate", "chat with a model and an adapter", "chat"),
+    "serve-bench": ("lora_mini.lab.serve_bench", "tokens/s serving many LoRA adapters at once: lora_mini vs PEFT vs merged"),
     "export": ("lora_mini.lab.export", "merge an adapter into the model and save it"),
     "rl": ("lora_mini.lab.rl", "policy-gradient RL on the arithmetic task: rank-1 LoRA vs higher ranks vs full FT"),
     "beyond": ("lora_mini.lab.beyond", "chapter 8's runs: methods, several adapters, overfitting, continual learning (JSON)"),

@@ -66,6 +66,54 @@ def test_mixed_batch_generate(setup):
         assert torch.equal(mixed[i], want[0])
 
 
+def _lora_of_rank(base, r, seed, targets="all-linear"):
+    m = apply_lora(copy.deepcopy(base), targets, r=r, alpha=2 * r)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if p.requires_grad:
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return m
+
+
+@pytest.mark.parametrize("ranks", [(2,), (1, 4), (3, 1, 5, 2, 8)])
+def test_segmented_mixed_batch_any_ranks_counts_and_row_order(setup, ranks):
+    base = setup[0]
+    singles = [_lora_of_rank(base, r, seed=10 + r + i) for i, r in enumerate(ranks)]
+    multi = apply_multi_lora(copy.deepcopy(base), [lora_state(m) for m in singles])
+    K = len(ranks)
+    g = torch.Generator().manual_seed(K)
+    idx = torch.randint(-1, K, (9,), generator=g)          # unsorted, repeats, some rows base only
+    x = _ids(b=9, t=5)
+    with torch.no_grad(), use_adapter(multi, idx):
+        mixed = multi(x).logits
+    with torch.no_grad():
+        for i, k in enumerate(idx.tolist()):
+            want = (base if k < 0 else singles[k])(x[i:i + 1]).logits[0]
+            assert (mixed[i] - want).abs().max() < 1e-5, (ranks, i, k)
+
+
+def test_segments_read_the_stacks_without_per_row_copies(setup):
+    from lora_mini.multi import MultiLoRALinear, RowSegments
+    multi = setup[2]
+    layer = next(m for m in multi.modules() if isinstance(m, MultiLoRALinear))
+    seg = RowSegments(torch.tensor([2, 0, 0, 1, 2, 2, 1]))
+    assert seg.rows.tolist() == [[1, 2, 0], [3, 6, 0], [0, 4, 5]] and seg.weight.tolist()[0] == [1, 1, 0]
+    At, Bt, w = seg.stacks(layer, torch.float32)
+    assert At.shape[0] == 3 and At.data_ptr() == layer.lora_A.data_ptr() and Bt.data_ptr() == layer.lora_B.data_ptr()
+    some = RowSegments(torch.tensor([-1, 2, 2]))             # one adapter present: one copy of it, not one per row
+    assert some.stacks(layer, torch.float32)[0].shape[0] == 1 and some.rows.tolist() == [[1, 2]]
+    none = RowSegments(torch.tensor([-1, -1]))
+    x = torch.randn(2, 3, layer.lora_A.shape[-1])
+    with torch.no_grad():
+        layer.active = none
+        assert torch.equal(layer(x), layer.base(x))
+        layer.active = RowSegments(torch.tensor([0]))
+        with pytest.raises(ValueError, match="rows"):
+            layer(x)
+    layer.active = None
+
+
 def test_bad_indices_and_memory(setup):
     base, singles, multi = setup
     with pytest.raises(ValueError, match="in 0..2"):

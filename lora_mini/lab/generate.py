@@ -89,21 +89,43 @@ def pick(logits: torch.Tensor, cfg: GenerateConfig, gen: torch.Generator) -> tor
 
 @torch.no_grad()
 def decode(model, prompts: list[list[int]], cfg: GenerateConfig, stop: list[int], pad_id: int = 0):
-    """Yield the next token of every prompt, (B,) on CPU, step by step; finished rows repeat pad_id."""
+    """Yield the next token of every prompt, (B,) on CPU, step by step; finished rows repeat pad_id.
+
+    Llama models (plain, merged LoRA, or lora_mini.multi adapters) run the static-KV-cache loop
+    (lora_mini.decode: one CUDA graph per step on a GPU); other models use transformers' cache.
+    """
+    from lora_mini.decode import StaticDecoder, unsupported
     device = next(model.parameters()).device
-    ids, mask = left_pad(prompts, pad_id)
-    B, T = ids.shape
-    ids, mask = ids.to(device), mask.to(device)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
     gen = torch.Generator().manual_seed(cfg.seed)
     stop_t = torch.tensor(stop, device=device)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-    for step in range(cfg.max_new_tokens):
-        nxt = pick(out.logits[:, -1], cfg, gen).masked_fill(done, pad_id)
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+
+    def choose(logits):
+        return pick(logits, cfg, gen).masked_fill(done, pad_id)
+
+    if unsupported(model) is None:
+        max_len = max(len(p) for p in prompts) + cfg.max_new_tokens
+        steps = StaticDecoder(model, len(prompts), max_len).steps(prompts, cfg.max_new_tokens, choose, pad_id)
+    else:
+        steps = _cache_steps(model, prompts, cfg, choose, pad_id, device)
+    for nxt in steps:
         yield nxt.cpu()
         done |= torch.isin(nxt, stop_t)
-        if bool(done.all()) or step == cfg.max_new_tokens - 1:
+        if bool(done.all()):
+            return
+
+
+def _cache_steps(model, prompts, cfg: GenerateConfig, choose, pad_id: int, device):
+    """The same steps through the model's own forward and transformers' growing KV cache."""
+    ids, mask = left_pad(prompts, pad_id)
+    B = ids.shape[0]
+    ids, mask = ids.to(device), mask.to(device)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+    for step in range(cfg.max_new_tokens):
+        nxt = choose(out.logits[:, -1])
+        yield nxt
+        if step == cfg.max_new_tokens - 1:
             return
         mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=device)], dim=1)
         pos = pos[:, -1:] + 1

@@ -1,0 +1,35 @@
+"""serve-bench end to end on the CPU with a tiny model: every row, exact tokens in float32, the budget."""
+import json
+
+import pytest
+
+from lora_mini.__main__ import main
+from lora_mini.lab.serve_bench import ServeBenchConfig
+
+TINY = ["serve-bench", "--shape", "tiny", "--adapters", "3", "--rank", "4", "--requests", "6",
+        "--new-tokens", "4", "--prompt-len", "5"]
+
+
+def test_serve_bench_writes_every_row_with_matching_tokens(tmp_path):
+    out = tmp_path / "serve.json"
+    assert main(TINY + ["--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    rows = {r["method"]: r for r in res["rows"]}
+    assert set(rows) == {"hf_generate_merged", "decode_loop", "peft_mixed", "peft_one_at_a_time",
+                         "peft_unmerged_one", "lora_mini_mixed"} and not res["skipped"]
+    assert all(r["tokens_match"] and r["token_agreement"] == 1.0 and r["tokens_per_s"] > 0 for r in rows.values())
+    assert rows["decode_loop"]["ratio_to_merged"] == 1.0 and rows["peft_mixed"]["ratio_to_peft"] == 1.0
+    assert rows["decode_loop"]["ratio_to_hf_generate"] > 0 and res["targets"]["mixed_vs_peft_mixed"]["got"] > 0
+    assert res["config"]["adapters"] == 3 and res["device"] == "cpu" and res["torch"] and "serve-bench" in res["command"]
+
+
+def test_serve_bench_budget_and_bad_settings(tmp_path):
+    out = tmp_path / "serve.json"
+    assert main(TINY + ["--budget-s", "0.001", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert {s["method"] for s in res["skipped"]} == {"peft_mixed", "peft_one_at_a_time", "peft_unmerged_one"}
+    assert {r["method"] for r in res["rows"]} == {"hf_generate_merged", "decode_loop", "lora_mini_mixed"}
+    with pytest.raises(ValueError, match="multiple of --adapters"):
+        ServeBenchConfig(adapters=3, requests=7)
+    with pytest.raises(ValueError, match="--shape"):
+        ServeBenchConfig(shape="huge")
