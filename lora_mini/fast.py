@@ -130,7 +130,8 @@ class LoRALinearFunction(torch.autograd.Function):
     """y = x Wᵀ + b + s · (x Aᵀ) Bᵀ with W (out × in) frozen; grads for x, A (r × in), B (out × r)."""
 
     @staticmethod
-    def forward(ctx, x, W, bias, A, B, scaling: float, split_rows: int | None = None, save: bool = True):
+    def forward(ctx, x, W, bias, A, B, scaling: float, options: tuple = (None, True)):
+        split_rows, save = options                 # split-K rows (None: fast_path's); save for backward?
         dt = x.dtype
         sA = (A * scaling).to(dt)                  # r × in: s folded into A (exact for s = 2^k)
         B_ = B.to(dt)                              # out × r
@@ -149,17 +150,19 @@ class LoRALinearFunction(torch.autograd.Function):
     def backward(ctx, g):
         x, W, sA, B_, hs = ctx.saved_tensors
         need = ctx.needs_input_grad               # (x, W, bias, A, B, scaling[, split_rows])
-        grad_x, grad_A, grad_B = lora_grads(g, x, W, sA, B_, hs, ctx.scaling, (need[0], need[3], need[4]),
+        grad_x, grad_A, grad_B = lora_grads(g, (x, W, sA, B_, hs), ctx.scaling, (need[0], need[3], need[4]),
                                             ctx.split_rows)
         grad_A = None if grad_A is None else grad_A.to(ctx.a_dtype)
         grad_B = None if grad_B is None else grad_B.to(ctx.b_dtype)
-        return grad_x, None, None, grad_A, grad_B, None, None, None
+        return grad_x, None, None, grad_A, grad_B, None, None
 
 
-def lora_grads(g, x, W, sA, B_, hs, s: float, need=(True, True, True), split_rows: int | None = None):
+def lora_grads(g, saved: tuple, s: float, need=(True, True, True), split_rows: int | None = None):
     """(grad_x, grad_A, grad_B) of y = x W'ᵀ + b, W' = W + B·sA, for the output gradient g (None where
     not needed; grad_A, grad_B in float32). sA = s·A and B_ in x's dtype, hs = x sAᵀ (..., r).
-    Shared by LoRALinearFunction and the low-memory mode's recomputation (lowmem.py)."""
+    Shared by LoRALinearFunction and the low-memory mode's recomputation (lowmem.py).
+    saved = (x, W, sA, B_, hs)."""
+    x, W, sA, B_, hs = saved
     need_x, need_A, need_B = need
     out, d_in = W.shape
     g2 = g.reshape(-1, out)                        # N × out
@@ -219,5 +222,5 @@ def lora_linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     w = layer.base.weight
     W = w.t() if layer.fan_in_fan_out else w        # out × in (Conv1D stores in × out)
     rows = getattr(layer, "split_rows", None)                  # None: fast_path's setting
-    return LoRALinearFunction.apply(x, W, layer.base.bias, layer.lora_A, layer.lora_B, layer.scaling, rows,
-                                    torch.is_grad_enabled())
+    return LoRALinearFunction.apply(x, W, layer.base.bias, layer.lora_A, layer.lora_B, layer.scaling,
+                                    (rows, torch.is_grad_enabled()))

@@ -202,7 +202,7 @@ class KnownGradLinear(torch.autograd.Function):
         s, dt = ctx.scaling, a.dtype
         sA, B_ = (A * s).to(dt), B.to(dt)
         hs = a2 @ sA.t() if need[5] else None
-        grad_a, grad_A, grad_B = fast.lora_grads(g2, a2, W, sA, B_, hs, s, (need[0], need[4], need[5]))
+        grad_a, grad_A, grad_B = fast.lora_grads(g2, (a2, W, sA, B_, hs), s, (need[0], need[4], need[5]))
         grad_a = None if grad_a is None else grad_a.view(a.shape)
         grad_A = None if grad_A is None else grad_A.to(A.dtype)
         grad_B = None if grad_B is None else grad_B.to(B.dtype)

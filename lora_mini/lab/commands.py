@@ -51,6 +51,8 @@ def add_arguments(p) -> None:
     g.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
                    help="auto: bf16 on a GPU that has it, else fp16 with loss scaling; fp32 on CPU")
     g.add_argument("--budget", type=float, default=None, help="stop after this many seconds of training (checkpoint)")
+    g.add_argument("--memory", choices=["normal", "low"], default="normal",
+                   help="low: layer checkpointing + chunked loss for a small GPU (lora_mini.lowmem; eager steps)")
     g = p.add_argument_group("the addition task (when --data is not given)")
     g.add_argument("--digits", default=None, help="operand digits 'lo,hi', e.g. 2,3; "
                    + _preset_default(lambda c: ",".join(map(str, c.task.digits))))
@@ -107,7 +109,8 @@ def config_from_args(args) -> FinetuneConfig:
         given["warmup_steps"] = min(base.train.warmup_steps, args.steps)
     train = replace(base.train, **{k: v for k, v in given.items() if v is not None}, schedule=args.schedule,
                     weight_decay=args.weight_decay, grad_clip=args.grad_clip, seed=args.seed, strategy=strategy,
-                    precision=args.precision, budget_s=args.budget, checkpoint_every=args.checkpoint_every)
+                    precision=args.precision, budget_s=args.budget, checkpoint_every=args.checkpoint_every,
+                    memory=args.memory)
     task_given = {"digits": _digits(args.digits), "n_train": args.n_train, "n_test": args.n_test}
     task = replace(base.task, **{k: v for k, v in task_given.items() if v is not None}, n_val=args.n_val)
     data = None
