@@ -113,6 +113,8 @@ def test_cli_records_its_config_and_resumes(tmp_path, capsys):
     assert cli(argv) == 0
     (rec,) = load_records(out)
     assert rec["command"] == "python -m lora_mini sweep " + " ".join(argv[1:]) and rec["script"] == "bash scripts/gpu/x.sh"
+    from lora_mini.lab.system import code_version
+    assert rec["code_version"] == code_version() and rec["code_version"]                 # this checkout's commit
     assert rec["sweep"]["ranks"] == [2] and rec["sweep"]["lrs"] == [1e-3] and rec["sweep"]["smoke"] is True
     assert rec["config"]["model"] == "tiny-llama" and rec["config"]["steps"] == 2     # smoke_scale
     assert cli(argv) == 0 and len(load_records(out)) == 1                              # resumed: nothing new

@@ -34,6 +34,7 @@ import torch
 from ..models import DEFAULT_MODEL
 from .budget import Budget
 from .config import ConfigError, _choice, _int, _num
+from .system import code_version
 
 LR_GRID = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
 LAYERS = {"all": "all-linear", "attn": ["q_proj", "k_proj", "v_proj", "o_proj"],
@@ -443,7 +444,7 @@ def run_plan(groups: list[dict], out, budget=None, context_factory=None, command
     out.parent.mkdir(parents=True, exist_ok=True)
     records = load_records(out.parent)
     done = {r["key"] for r in records}
-    S, new = None, []
+    S, new, version = None, [], code_version()
     for g in groups:
         finished: set[int] = set()
         progressed = True
@@ -468,8 +469,8 @@ def run_plan(groups: list[dict], out, budget=None, context_factory=None, command
                     finished.add(ci)
                     continue
                 rec = run_one(S, cfg, out.parent)
-                rec.update(group=g["name"], command=command, finished_at=time.strftime("%Y-%m-%d %H:%M:%S"),
-                           **(extra or {}))
+                rec.update(group=g["name"], command=command, code_version=version,
+                           finished_at=time.strftime("%Y-%m-%d %H:%M:%S"), **(extra or {}))
                 _append(out, rec)
                 records.append(rec)
                 done.add(rec["key"])
