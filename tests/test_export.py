@@ -111,7 +111,9 @@ def test_round_trip_on_smollm2(smollm, tmp_path):
     lora = copy.deepcopy(model)
     info = export.export_merged(model, tok, tmp_path / "merged")
     assert info["check"]["same_greedy"] and info["check"]["tokens"] > 0
-    theirs, diff = assert_same_model(lora, tmp_path / "merged", tok)
+    # 30 layers in float32: W + s·B·A summed once vs W·x + s·B·(A·x) every step differ by ~1e-4 in the
+    # logits (|logits| ~ 20), the thread count deciding the summation order; a wrong merge is off by far more
+    theirs, diff = assert_same_model(lora, tmp_path / "merged", tok, tol=5e-4)
     assert type(theirs).__name__ == "LlamaForCausalLM" and theirs.config.tie_word_embeddings
     eos = theirs.generation_config.eos_token_id
     assert tok.convert_tokens_to_ids("<|im_end|>") in (eos if isinstance(eos, list) else [eos])
