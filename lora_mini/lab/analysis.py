@@ -420,10 +420,14 @@ def fig_curves(curves: dict, path=None, title="held-out loss during training"):
     return _save(fig, path)
 
 
-def fig_layers_batch(records, path=None, scale=None):
-    """Claims 4-5: best loss per layer choice (matched params) and LoRA-minus-full gap per batch."""
+def fig_layers_batch(records, path=None, scale=None, with_batch=True):
+    """Claims 4-5: best loss per layer choice (matched params) and, with_batch, the seed-0 batch panel."""
     import matplotlib.pyplot as plt
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    if not with_batch:
+        fig, a1 = plt.subplots(figsize=(5.2, 3.6))
+        a2 = None
+    else:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
     res = {f"{L} r={r}": best(records, scale, method="lora", layers=L, rank=r) for L, r in LAYER_RUNS}
     res = {k: v["loss"] for k, v in res.items() if v}
     if res:
@@ -431,6 +435,9 @@ def fig_layers_batch(records, path=None, scale=None):
         lo, hi = min(res.values()), max(res.values())
         a1.set_ylim(lo - (hi - lo + 1e-3), hi + 0.5 * (hi - lo + 1e-3))
     a1.set(ylabel="best held-out loss", title="LoRA at matched parameter count")
+    if a2 is None:
+        fig.tight_layout()
+        return _save(fig, path)
     br = batch_results(records, scale)
     if br:
         bs = sorted(br)
@@ -604,3 +611,34 @@ def overlap_control(records, folder, scale=None) -> dict:
             out[kind].append({"pair": (p, q), "top": st.median(o[0] for o in ov),
                               "rest": st.median(x for o in ov for x in o[1:])})
     return out
+
+
+def fig_lr_seeds(c1: dict, path=None):
+    """Claims 1-2 (two seeds): mean final held-out loss against LR at the LRs both seeds ran, bars =
+    seed spread; the dotted verticals are full FT's and LoRA r=16's parabola best LRs (mean over seeds)."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    lines = [("full FT", c1["full"], "ks--")] + [(f"LoRA r={r}", x["search"], "o-") for r, x in c1["ranks"].items()]
+    for label, b, style in lines:
+        line = ax.errorbar([x["lr"] for x in b["rows"]], [-x["mean"] for x in b["rows"]],
+                           yerr=[x["spread"] for x in b["rows"]], fmt=style, capsize=3, ms=4, label=label)
+        if label in ("full FT", "LoRA r=16"):
+            ax.axvline(b["interp_mean"], color=line[0].get_color(), ls=":", lw=1)
+    ax.set(xscale="log", xlabel="learning rate", ylabel="final held-out loss (nats/token)",
+           title="200 steps, mean of seeds 0 and 1 (bars: spread)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def fig_overlap_control(oc: dict, noise: float, path=None):
+    """Claim 6 with its control: top-direction overlap for each kind of adapter pair (one dot per pair)."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    for i, (kind, pairs) in enumerate(oc.items()):
+        ax.plot([i] * len(pairs), [p["top"] for p in pairs], "o", ms=8)
+    ax.axhline(OVERLAP, color="k", ls="--", lw=1, label=f"Hu et al.'s threshold {OVERLAP}")
+    ax.axhline(noise, color="gray", ls=":", lw=1, label=f"random, {noise:.3f}")
+    ax.set_xticks(range(len(oc)), list(oc), fontsize=8)
+    ax.set(ylim=(0, 1), ylabel="top direction inside the other's top 8", title="median over 12 modules")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
