@@ -4,6 +4,10 @@
     v = verdicts(recs)                  # [{"claim", "verdict": agrees|partly|disagrees|not run, "numbers", "text"}]
     fig_lr_sweep(recs, "figures/07_lr_sweep.png")
 
+With two seeds (plan regret_c): lr_search / claim1_seeds / rank_spread (claims 1-2, the chapter's
+bracket rule from brackets.py plus a parabola per seed), batch_cells / batch_gaps / fig_batch (claim 5),
+overlap_control / fig_overlap_control (claim 6 against pairs that differ in seed).
+
 Every number comes from the records; the thresholds that turn numbers into verdicts are the
 constants below, fixed before looking at the GPU results.
 
