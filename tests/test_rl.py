@@ -134,3 +134,29 @@ def test_the_command_is_listed_and_every_option_has_help():
     p = argparse.ArgumentParser()
     rl.add_arguments(p)
     assert all(a.help for a in p._actions), [a.dest for a in p._actions if not a.help]
+
+
+def _result(method, rank, lr, seed, finals):
+    return {"config": {"method": method, "rank": rank, "lr": lr, "seed": seed},
+            "curve": [{"step": i + 1, "reward": 0.1 * i, "loss": 0.0} for i in range(4)],
+            "evals": [{"step": s, "exact_match": f, "accuracy": f} for s, f in zip((0, 2, 4), finals)],
+            "final": {"step": 4, "exact_match": finals[-1], "accuracy": finals[-1]}}
+
+
+def test_reading_results_best_lr_and_mean_curves(tmp_path):
+    res = [_result("lora", 1, lr, s, (0.0, 0.2, acc + 0.02 * s)) for lr, acc in ((1e-4, 0.3), (3e-4, 0.6), (1e-3, 0.1))
+           for s in (0, 1)] + [_result("full", 1, 1e-5, s, (0.0, 0.1, 0.5)) for s in (0, 1)]
+    for i, r in enumerate(res):
+        (tmp_path / f"r{i}.json").write_text(json.dumps(r))
+    loaded = rl.load_results(tmp_path)
+    assert len(loaded) == 8 and rl.method_label(loaded[-1]["config"]) in ("LoRA r=1", "full FT")
+    best = rl.best_by_method(loaded)
+    assert best["LoRA r=1"]["best_lr"] == 3e-4 and best["LoRA r=1"]["bracketed"]
+    assert not best["full FT"]["bracketed"]                      # one LR: the plateau is the whole grid
+    c = rl.mean_curves(loaded, "LoRA r=1", 3e-4, window=2)
+    assert c["seeds"] == [0, 1] and math.isclose(c["exact_match"][-1], 0.61) and c["eval_steps"] == [0, 2, 4]
+    assert [round(x, 3) for x in c["reward"]] == [0.0, 0.05, 0.15, 0.25]
+    with pytest.raises(ValueError, match="no results"):
+        rl.mean_curves(loaded, "LoRA r=1", 1e-2)
+    with pytest.raises(FileNotFoundError, match="rl.sh"):
+        rl.load_results(tmp_path / "empty")

@@ -4,6 +4,10 @@
     v = verdicts(recs)                  # [{"claim", "verdict": agrees|partly|disagrees|not run, "numbers", "text"}]
     fig_lr_sweep(recs, "figures/07_lr_sweep.png")
 
+With two seeds (plan regret_c): lr_search / claim1_seeds / rank_spread (claims 1-2, the chapter's
+bracket rule from brackets.py plus a parabola per seed), batch_cells / batch_gaps / fig_batch (claim 5),
+overlap_control / fig_overlap_control (claim 6 against pairs that differ in seed).
+
 Every number comes from the records; the thresholds that turn numbers into verdicts are the
 constants below, fixed before looking at the GPU results.
 
@@ -420,10 +424,14 @@ def fig_curves(curves: dict, path=None, title="held-out loss during training"):
     return _save(fig, path)
 
 
-def fig_layers_batch(records, path=None, scale=None):
-    """Claims 4-5: best loss per layer choice (matched params) and LoRA-minus-full gap per batch."""
+def fig_layers_batch(records, path=None, scale=None, with_batch=True):
+    """Claims 4-5: best loss per layer choice (matched params) and, with_batch, the seed-0 batch panel."""
     import matplotlib.pyplot as plt
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    if not with_batch:
+        fig, a1 = plt.subplots(figsize=(5.2, 3.6))
+        a2 = None
+    else:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
     res = {f"{L} r={r}": best(records, scale, method="lora", layers=L, rank=r) for L, r in LAYER_RUNS}
     res = {k: v["loss"] for k, v in res.items() if v}
     if res:
@@ -431,6 +439,9 @@ def fig_layers_batch(records, path=None, scale=None):
         lo, hi = min(res.values()), max(res.values())
         a1.set_ylim(lo - (hi - lo + 1e-3), hi + 0.5 * (hi - lo + 1e-3))
     a1.set(ylabel="best held-out loss", title="LoRA at matched parameter count")
+    if a2 is None:
+        fig.tight_layout()
+        return _save(fig, path)
     br = batch_results(records, scale)
     if br:
         bs = sorted(br)
@@ -452,4 +463,186 @@ def fig_subspace(A8: torch.Tensor, A64: torch.Tensor, path=None, title=""):
                    extent=(0.5, G.shape[1] + 0.5, G.shape[0] + 0.5, 0.5))
     ax.set(xlabel="j (top-j directions of A, r=64)", ylabel="i (r=8)", title=title or "φ(A_8, A_64, i, j)")
     fig.colorbar(im, ax=ax)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- two seeds (regret_c)
+SEEDS = (0, 1)
+
+
+def seed_points(records, seeds=SEEDS, grid_only=True, scale=None, **kw) -> dict:
+    """{seed: {lr: final held-out loss}} of one condition (kw without seed). grid_only keeps the
+    half-decade LR_GRID points, so every seed is read on the same grid (quarter points left out)."""
+    from .sweep import on_grid
+    return {s: {lr: loss for lr, loss in lr_results(records, cond(scale, **kw, seed=s)).items()
+                if on_grid(lr) or not grid_only} for s in seeds}
+
+
+def as_runs(points: dict, method: str = "x") -> list[dict]:
+    """{seed: {lr: loss}} -> brackets.bracket's runs (val = -loss: the rule maximises), at the LRs
+    that every seed ran without diverging."""
+    common = set.intersection(*(set(p) for p in points.values())) if points else set()
+    ok = [lr for lr in sorted(common) if all(math.isfinite(p[lr]) for p in points.values())]
+    return [{"method": method, "lr": lr, "seed": s, "val": -p[lr], "test": None}
+            for s, p in points.items() for lr in ok]
+
+
+def lr_search(records, scale=None, **kw) -> dict:
+    """One condition's LR search over the seeds: brackets.bracket on the shared grid LRs (best LR,
+    plateau, bracketed), and each seed's parabola best LR ("interp"); "interp_mean" and
+    "interp_sigma" are the mean and population std of log10(parabola LR) over the seeds whose
+    parabola has a neighbour on both sides."""
+    from .brackets import bracket
+    pts = seed_points(records, scale=scale, **kw)
+    if not all(pts.values()):
+        raise ValueError(f"no runs for {kw} at seeds {[s for s, p in pts.items() if not p]}: "
+                         "run the regret_c plan (lora_mini.lab.sweep.plan_regret_c) first")
+    out = bracket(as_runs(pts), "x")
+    out["interp"] = {s: interp_best_lr(p) for s, p in pts.items()}
+    logs = [math.log10(b["lr"]) for b in out["interp"].values() if b and not b["edge"]]
+    out["interp_mean"] = 10 ** st.fmean(logs) if logs else math.nan
+    out["interp_sigma"] = st.pstdev(logs) if len(logs) > 1 else math.nan
+    out["interp_seeds"] = [s for s, b in out["interp"].items() if b and not b["edge"]]
+    return out
+
+
+def claim1_seeds(records, scale=None) -> dict:
+    """Claim 1 on the code corpus with two seeds. Per rank: the ratio of best grid LRs (LoRA / full)
+    with the interval the two plateaus allow (brackets.lr_ratio), the ratio of the parabola LRs per
+    seed, and brackets.verdict (inconclusive unless both optima are bracketed)."""
+    from .brackets import lr_ratio, verdict
+    full = lr_search(records, scale, method="full")
+    ranks = {}
+    for r in RANKS:
+        lo = lr_search(records, scale, method="lora", rank=r)
+        iv = lr_ratio(lo, full)
+        interp = {s: lo["interp"][s]["lr"] / full["interp"][s]["lr"] for s in SEEDS
+                  if s in lo["interp_seeds"] and s in full["interp_seeds"]}
+        ranks[r] = {"search": lo, "grid": iv["ratio"], "low": iv["low"], "high": iv["high"],
+                    "interp": interp, "verdict": verdict(lo, full)}
+    return {"full": full, "ranks": ranks}
+
+
+def rank_spread(c1: dict, ranks=(4, 16, 64, 256)) -> dict:
+    """Claim 2 (LR): how much the parabola best LR moves across ranks, max / min of the per-rank
+    means over seeds, against the seed noise: twice the largest per-rank seed spread, as a factor."""
+    means = {r: c1["ranks"][r]["search"]["interp_mean"] for r in ranks}
+    sig = [c1["ranks"][r]["search"]["interp_sigma"] for r in ranks]
+    sig = [x for x in sig if math.isfinite(x)]
+    return {"means": means, "spread": max(means.values()) / min(means.values()),
+            "noise": 10 ** (2 * max(sig)) if sig else math.nan,
+            "one_seed": [r for r in ranks if len(c1["ranks"][r]["search"]["interp_seeds"]) < 2]}
+
+
+def batch_cells(records, ranks=(4, 64), scale=None) -> list[dict]:
+    """Claim 5's cells at equal sequences seen (batch 8: 800 steps, 32: 200, 128: 50): one row per
+    method, batch and seed that ran: best grid LR, its loss, and whether that LR has a tried, worse
+    neighbour on both sides (bracketed)."""
+    rows = []
+    for method, rank in (("full", None),) + tuple(("lora", r) for r in ranks):
+        for b in BATCHES:
+            kw = dict(method=method, batch_size=b, steps=200 * 32 // b) | ({"rank": rank} if rank else {})
+            for s, pts in seed_points(records, scale=scale, **kw).items():
+                best_ = interp_best_lr(pts)            # a diverged LR counts as a worse neighbour
+                if best_:
+                    rows.append({"method": method, "rank": rank, "batch": b, "seed": s, "lr": best_["grid_lr"],
+                                 "loss": best_["loss"], "bracketed": min(pts) < best_["grid_lr"] < max(pts)})
+    return rows
+
+
+def batch_gaps(rows: list[dict], rank: int) -> dict:
+    """{batch: {"gaps": {seed: LoRA loss - full FT loss}, "mean", "spread", "bracketed"}} for the seeds
+    where both cells ran; spread is the population std over those seeds (0 with one seed)."""
+    cell = {(r["method"], r["rank"], r["batch"], r["seed"]): r for r in rows}
+    out = {}
+    for b in BATCHES:
+        pairs = {s: (cell[("full", None, b, s)], cell[("lora", rank, b, s)]) for s in SEEDS
+                 if ("full", None, b, s) in cell and ("lora", rank, b, s) in cell}
+        if pairs:
+            g = {s: lo["loss"] - f["loss"] for s, (f, lo) in pairs.items()}
+            out[b] = {"gaps": g, "mean": st.fmean(g.values()), "spread": st.pstdev(g.values()),
+                      "bracketed": all(f["bracketed"] and lo["bracketed"] for f, lo in pairs.values())}
+    return out
+
+
+def fig_batch(rows: list[dict], path=None):
+    """Claim 5: best held-out loss against batch size at equal data, one marker per seed; open
+    markers are cells whose best LR is at the edge of what ran (not bracketed)."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for (method, rank), style, marker in ((("full", None), "ks--", "s"), (("lora", 4), "o-", "o"),
+                                          (("lora", 64), "^-", "^")):
+        mine = [r for r in rows if r["method"] == method and r["rank"] == rank]
+        bs = sorted({r["batch"] for r in mine})
+        mean = [st.fmean(r["loss"] for r in mine if r["batch"] == b) for b in bs]
+        line, = ax.plot(bs, mean, style, label="full FT" if rank is None else f"LoRA r={rank}", alpha=0.6)
+        for r in mine:
+            ax.plot(r["batch"], r["loss"], marker, color=line.get_color(), ls="none",
+                    mfc=line.get_color() if r["bracketed"] else "none")
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="batch size (sequences), 6,400 sequences in all", ylabel="best held-out loss",
+           title="line: mean over seeds; open marker: best LR at the edge")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def adapter_run(records, rank: int, seed: int, scale=None) -> dict | None:
+    """The saved-adapter run at (rank, seed), or None."""
+    key = cond(scale, method="lora", rank=rank, save=True, seed=seed)
+    return next((x for x in records if condition_of(x["config"]) == key and "adapter_file" in x), None)
+
+
+OVERLAP_PAIRS = {"across rank, same seed": [((8, 0), (64, 0)), ((8, 1), (64, 1))],
+                 "across rank and seed": [((8, 0), (64, 1)), ((8, 1), (64, 0))],
+                 "r=8, across seed": [((8, 0), (8, 1))],
+                 "r=64, across seed": [((64, 0), (64, 1))]}
+
+
+def overlap_control(records, folder, scale=None) -> dict:
+    """Claim 6 with its control: for each pair of saved adapters, the median over modules of the first
+    one's top direction inside the second's top 8 (direction_overlap), and of directions 2-8.
+    {kind: [{"pair", "top", "rest"}]}, kinds as in OVERLAP_PAIRS."""
+    runs = {(r, s): adapter_run(records, r, s, scale) for r in (8, 64) for s in SEEDS}
+    missing = [k for k, v in runs.items() if v is None]
+    if missing:
+        raise ValueError(f"no saved adapters for (rank, seed) {missing}: run plans regret_a and regret_c")
+    A = {k: load_adapter_file(Path(folder) / v["adapter_file"])[0] for k, v in runs.items()}
+    out = {}
+    for kind, pairs in OVERLAP_PAIRS.items():
+        out[kind] = []
+        for p, q in pairs:
+            ov = [direction_overlap(A[p][m][0], A[q][m][0]) for m in sorted(A[p])]
+            out[kind].append({"pair": (p, q), "top": st.median(o[0] for o in ov),
+                              "rest": st.median(x for o in ov for x in o[1:])})
+    return out
+
+
+def fig_lr_seeds(c1: dict, path=None):
+    """Claims 1-2 (two seeds): mean final held-out loss against LR at the LRs both seeds ran, bars =
+    seed spread; the dotted verticals are full FT's and LoRA r=16's parabola best LRs (mean over seeds)."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    lines = [("full FT", c1["full"], "ks--")] + [(f"LoRA r={r}", x["search"], "o-") for r, x in c1["ranks"].items()]
+    for label, b, style in lines:
+        line = ax.errorbar([x["lr"] for x in b["rows"]], [-x["mean"] for x in b["rows"]],
+                           yerr=[x["spread"] for x in b["rows"]], fmt=style, capsize=3, ms=4, label=label)
+        if label in ("full FT", "LoRA r=16"):
+            ax.axvline(b["interp_mean"], color=line[0].get_color(), ls=":", lw=1)
+    ax.set(xscale="log", xlabel="learning rate", ylabel="final held-out loss (nats/token)",
+           title="200 steps, mean of seeds 0 and 1 (bars: spread)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def fig_overlap_control(oc: dict, noise: float, path=None):
+    """Claim 6 with its control: top-direction overlap for each kind of adapter pair (one dot per pair)."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    for i, (kind, pairs) in enumerate(oc.items()):
+        ax.plot([i] * len(pairs), [p["top"] for p in pairs], "o", ms=8)
+    ax.axhline(OVERLAP, color="k", ls="--", lw=1, label=f"Hu et al.'s threshold {OVERLAP}")
+    ax.axhline(noise, color="gray", ls=":", lw=1, label=f"random, {noise:.3f}")
+    ax.set_xticks(range(len(oc)), list(oc), fontsize=8)
+    ax.set(ylim=(0, 1), ylabel="top direction inside the other's top 8", title="median over 12 modules")
+    ax.legend(fontsize=8)
     return _save(fig, path)

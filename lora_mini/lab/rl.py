@@ -235,6 +235,69 @@ def run_rl(model, tokenizer, cfg: RLConfig, reward_fn=sum_reward, progress: bool
             "train_seconds": time.perf_counter() - t0}
 
 
+# ----------------------------------------------------------------------------- reading results (chapter 7)
+def load_results(folder) -> list[dict]:
+    """Every result JSON of `python -m lora_mini rl` in `folder` (e.g. figures/rl/)."""
+    paths = sorted(Path(folder).glob("*.json"))
+    if not paths:
+        raise FileNotFoundError(f"no rl result JSON in {folder}: run `bash scripts/gpu/rl.sh` or "
+                                "`python -m lora_mini rl ... --out FOLDER/NAME.json` first")
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def method_label(cfg: dict) -> str:
+    """"full FT" or "LoRA r=<rank>" for a result's config."""
+    return "full FT" if cfg["method"] == "full" else f"LoRA r={cfg['rank']}"
+
+
+def final_runs(results: list[dict], key: str = "exact_match") -> list[dict]:
+    """The results as brackets.bracket's runs: {method: label, lr, seed, val: final `key`, test: None}."""
+    return [{"method": method_label(r["config"]), "lr": r["config"]["lr"], "seed": r["config"]["seed"],
+             "val": r["final"][key], "test": None} for r in results]
+
+
+def best_by_method(results: list[dict]) -> dict:
+    """{label: brackets.bracket(...)}: each method's best LR by mean final exact match over seeds,
+    its plateau and whether the grid brackets it (the chapter's rule)."""
+    from .brackets import bracket
+    runs = final_runs(results)
+    return {m: bracket(runs, m) for m in sorted({r["method"] for r in runs})}
+
+
+def mean_curves(results: list[dict], label: str, lr: float, window: int = 10) -> dict:
+    """Mean over seeds of one method at one LR: {"steps", "reward"} (training reward, running mean
+    over `window` steps), {"eval_steps", "exact_match"} (held-out, greedy), and "seeds"."""
+    mine = [r for r in results if method_label(r["config"]) == label and math.isclose(r["config"]["lr"], lr)]
+    if not mine:
+        raise ValueError(f"no results for {label} at lr {lr:g}")
+    n = min(len(r["curve"]) for r in mine)
+    reward = [sum(r["curve"][i]["reward"] for r in mine) / len(mine) for i in range(n)]
+    smooth = [sum(reward[max(0, i - window + 1): i + 1]) / len(reward[max(0, i - window + 1): i + 1])
+              for i in range(n)]
+    ev = [e["step"] for e in mine[0]["evals"]]
+    em = [sum(r["evals"][k]["exact_match"] for r in mine) / len(mine) for k in range(len(ev))]
+    return {"steps": list(range(1, n + 1)), "reward": smooth, "eval_steps": ev, "exact_match": em,
+            "seeds": sorted(r["config"]["seed"] for r in mine)}
+
+
+def plot_curves(results: list[dict], best: dict, path=None):
+    """Training reward (left) and held-out exact match (right), mean over seeds, each method at its best LR."""
+    import matplotlib.pyplot as plt
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for label, b in best.items():
+        c = mean_curves(results, label, b["best_lr"])
+        style = "k--" if label == "full FT" else "-"
+        a1.plot(c["steps"], c["reward"], style, label=f"{label}, lr {b['best_lr']:g}")
+        a2.plot(c["eval_steps"], [100 * x for x in c["exact_match"]], style, marker=".", label=label)
+    a1.set(xlabel="RL step", ylabel="mean reward (running mean, 10 steps)", title="training reward")
+    a2.set(xlabel="RL step", ylabel="held-out exact match (%)", title="greedy answers to 128 new sums")
+    a1.legend(fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=150)
+    return fig
+
+
 # ----------------------------------------------------------------------------- command line
 def add_arguments(p) -> None:
     d = RLConfig()
