@@ -467,6 +467,17 @@ def table(m: dict) -> str:
     return "\n".join(lines)
 
 
+def _symlog(ax):
+    """Linear below 1, logarithmic above, from 0 to just above the highest curve, plain tick labels."""
+    from matplotlib.ticker import FuncFormatter, NullLocator
+    top = 1.25 * max(max(line.get_ydata()) for line in ax.lines)
+    ax.set_yscale("symlog", linthresh=1.0, linscale=1.0)
+    ax.set_ylim(0, top)
+    ax.set_yticks([t for t in (0, 0.25, 0.5, 0.75, 1, 2, 4, 8, 16, 32) if t <= top])
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
 def plot_curves(records: list[dict], axes=None, yscale: str = "linear"):
     """Learning against forgetting (Biderman et al. 2024): new-task exact match on x, the old-task
     measures on y (change from the step-0 model), one colour per method, one thin line per seed and
@@ -492,10 +503,10 @@ def plot_curves(records: list[dict], axes=None, yscale: str = "linear"):
             if hit is not None:
                 ax.plot([100 * hit["exact_match"]], [hit[key]], "o", mfc="none", mec=c, ms=7)
     for ax, (key, text) in zip(axes, MEASURES.items()):
+        if yscale == "symlog":
+            _symlog(ax)
         ax.axvline(100 * records[0]["target_acc"], color="k", lw=0.7, ls=":")
         ax.set(xlabel="new task: held-out exact match (%)", ylabel=text)
-        if yscale == "symlog":
-            ax.set_yscale("symlog", linthresh=1.0)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     return axes
