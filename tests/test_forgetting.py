@@ -117,7 +117,27 @@ def test_matched_accuracy_and_the_verdict_rule(tmp_path):
     assert forgetting.verdict(m["full FT"], m["LoRA r=16"], "text_loss_increase") == "contradicted"
     assert forgetting.verdict(m["LoRA r=16"], m["full FT"], "chat_loglik_drop") == "inconclusive at this scale"
     assert forgetting.verdict(m["LoRA r=256"], m["full FT"], "text_loss_increase") == "inconclusive at this scale"
+    inc = "inconclusive at this scale"
+    assert forgetting.verdicts(m) == {("LoRA r=16", "text_loss_increase"): "supported", ("LoRA r=16", "chat_loglik_drop"): inc,
+                                      ("LoRA r=256", "text_loss_increase"): inc, ("LoRA r=256", "chat_loglik_drop"): inc}
+    with pytest.raises(KeyError, match="no 'full FT' runs"):
+        forgetting.verdicts({"LoRA r=16": m["LoRA r=16"]})
+    rows = forgetting.table(m).splitlines()
+    assert len(rows) == 4 and rows[1].startswith("LoRA r=16") and "3/3 seeds" in rows[1] and "0.02 ± 0.00" in rows[1]
+    assert "0/1 seeds" in rows[2] and "—" in rows[2] and "0.10 ± 0.00" in rows[3]
     import matplotlib
     matplotlib.use("Agg")
     axes = forgetting.plot_curves(recs)
-    assert len(axes[0].lines) == 7 + 1 and axes[0].get_legend() is not None
+    assert len(axes[0].lines) == 7 + 6 + 1 and axes[0].get_legend() is not None     # curves, rings at the target, target line
+    assert forgetting.plot_curves(recs, yscale="symlog")[0].get_yscale() == "symlog"
+    with pytest.raises(ValueError, match="yscale must be"):
+        forgetting.plot_curves(recs, yscale="log")
+
+
+def test_reading_records_refuses_an_empty_folder_and_mixed_targets(tmp_path):
+    with pytest.raises(FileNotFoundError, match="scripts/gpu/forgetting.sh"):
+        forgetting.load_records(tmp_path)
+    (tmp_path / "a.json").write_text(json.dumps(fake("lora", 0, (0, 0.1, 0.2), (0, 0.1, 0.2))))
+    (tmp_path / "b.json").write_text(json.dumps({**fake("full", 0, (0, 0.1, 0.2), (0, 0.1, 0.2)), "target_acc": 0.8}))
+    with pytest.raises(ValueError, match="mixes records of target accuracies"):
+        forgetting.load_records(tmp_path)

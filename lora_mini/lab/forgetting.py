@@ -388,9 +388,16 @@ MEASURES = {"text_loss_increase": "rise of the held-out stdlib loss (nats/token)
 
 
 def load_records(folder) -> list[dict]:
-    """Every finished record in `folder` (*.json), sorted by method, rank and seed."""
+    """Every finished record in `folder` (*.json), sorted by method, rank and seed; refuses a folder
+    without one, and records of different target accuracies (they cannot be matched)."""
     recs = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
     recs = [r for r in recs if r.get("finished") and "curve" in r]
+    if not recs:
+        raise FileNotFoundError(f"{folder} holds no finished forgetting record (*.json); on a GPU machine "
+                                "`GPU=0 bash scripts/gpu/forgetting.sh` writes them")
+    targets = sorted({r["target_acc"] for r in recs})
+    if len(targets) > 1:
+        raise ValueError(f"{folder} mixes records of target accuracies {targets}; keep one target per folder")
     return sorted(recs, key=lambda r: (r["method"] != "lora", r["rank"] or 0, r["seed"]))
 
 
@@ -441,23 +448,63 @@ def verdict(lora: dict, full: dict, key: str) -> str:
     return "supported" if diff > 0 else "contradicted"
 
 
-def plot_curves(records: list[dict], axes=None):
+def verdicts(m: dict, reference: str = "full FT") -> dict:
+    """{(method, measure): verdict of "it forgets less than `reference`"} for every other method of
+    matched(...)'s result."""
+    if reference not in m:
+        raise KeyError(f"no {reference!r} runs among {sorted(m)}; the verdicts compare against it")
+    return {(name, key): verdict(g, m[reference], key) for name, g in m.items() if name != reference
+            for key in MEASURES}
+
+
+def table(m: dict) -> str:
+    """matched(...)'s result as a table: mean ± spread (population std over seeds) at the target."""
+    lines = [f"{'method':11s} {'LR':>6s} {'reached':>8s} {'step':>12s} {'text loss rise':>15s} {'chat log-lik drop':>18s}"]
+    for name, g in m.items():
+        cell = lambda k, f: "—" if g[k]["mean"] is None else f"{g[k]['mean']:{f}} ± {g[k]['spread']:{f}}"  # noqa: E731
+        lines.append(f"{name:11s} {g['lr']:>6g} {len(g['reached'])}/{len(g['seeds'])} seeds {cell('step', '.0f'):>12s} "
+                     f"{cell('text_loss_increase', '.2f'):>15s} {cell('chat_loglik_drop', '.2f'):>18s}")
+    return "\n".join(lines)
+
+
+def _symlog(ax):
+    """Linear below 1, logarithmic above, from 0 to just above the highest curve, plain tick labels."""
+    from matplotlib.ticker import FuncFormatter, NullLocator
+    top = 1.25 * max(max(line.get_ydata()) for line in ax.lines)
+    ax.set_yscale("symlog", linthresh=1.0, linscale=1.0)
+    ax.set_ylim(0, top)
+    ax.set_yticks([t for t in (0, 0.25, 0.5, 0.75, 1, 2, 4, 8, 16, 32) if t <= top])
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def plot_curves(records: list[dict], axes=None, yscale: str = "linear"):
     """Learning against forgetting (Biderman et al. 2024): new-task exact match on x, the old-task
-    measures on y (change from the step-0 model), one colour per method, one thin line per seed."""
+    measures on y (change from the step-0 model), one colour per method, one thin line per seed and
+    a ring where each run reached the target. yscale: "linear", or "symlog" for measures that differ
+    by orders of magnitude between methods."""
     import matplotlib.pyplot as plt
+    if yscale not in ("linear", "symlog"):
+        raise ValueError(f"yscale must be 'linear' or 'symlog', got {yscale!r}")
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(11, 4))
-    colours = {}
+    colours, first = {}, {}
     for rec in records:
         name = label(rec)
         c = colours.setdefault(name, f"C{len(colours)}")
+        first.setdefault(name, rec["seed"])
         base, xs = rec["curve"][0], [100 * p["exact_match"] for p in rec["curve"]]
+        hit = at_target(rec)
         for ax, key in zip(axes, MEASURES):
             ys = [p["text_loss"] - base["text_loss"] if key == "text_loss_increase" else
                   base["chat_loglik"] - p["chat_loglik"] for p in rec["curve"]]
             ax.plot(xs, ys, color=c, lw=0.9, alpha=0.7, marker=".", ms=3,
-                    label=name if rec["seed"] == min(r["seed"] for r in records if label(r) == name) else None)
+                    label=name if rec["seed"] == first[name] else None)
+            if hit is not None:
+                ax.plot([100 * hit["exact_match"]], [hit[key]], "o", mfc="none", mec=c, ms=7)
     for ax, (key, text) in zip(axes, MEASURES.items()):
+        if yscale == "symlog":
+            _symlog(ax)
         ax.axvline(100 * records[0]["target_acc"], color="k", lw=0.7, ls=":")
         ax.set(xlabel="new task: held-out exact match (%)", ylabel=text)
         ax.grid(alpha=0.3)
