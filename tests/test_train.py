@@ -261,3 +261,23 @@ def test_eval_every_0_still_evaluates_at_the_start_and_the_end():
     res = train(model, data, steps=3, lr=1e-3, eval_fn=lambda m: calls.append(1) or {"x": len(calls)},
                 eval_every=0, progress=False)
     assert [e["step"] for e in res["evals"]] == [0, 3]
+
+
+def test_memory_check_knows_the_low_memory_mode(monkeypatch):
+    """--memory low estimates fewer activation bytes; a run that fits only that way is refused with a
+    message that names it, and passes with it."""
+    from lora_mini.lab import finetune, system
+    from lora_mini.lab.config import ConfigError, FinetuneConfig, LoraConfig, TrainConfig
+    model = tiny_model("llama", seed=0)
+
+    def cfg(memory):
+        return FinetuneConfig(lora=LoraConfig(method="full"),
+                              train=TrainConfig(batch_size=16, memory=memory, strategy="eager"))
+    monkeypatch.setattr(system, "free_memory_bytes", lambda device: None)
+    normal, low = (finetune.memory_check(model, cfg(m), seq=512) for m in ("normal", "low"))
+    assert 0 < low["still_needed_bytes"] < normal["still_needed_bytes"]
+    free = (low["still_needed_bytes"] + normal["still_needed_bytes"]) // 2
+    monkeypatch.setattr(system, "free_memory_bytes", lambda device: free)
+    with pytest.raises(ConfigError, match="--memory low"):
+        finetune.memory_check(model, cfg("normal"), seq=512)
+    assert finetune.memory_check(model, cfg("low"), seq=512)["still_needed_bytes"] <= free

@@ -96,6 +96,9 @@ def memory_check(model, cfg: FinetuneConfig, seq: int) -> dict:
         dtype = "fp32" if next(model.parameters()).dtype == torch.float32 else "bf16"
         est = training_memory(shape, cfg.lora.method, cfg.lora.rank, cfg.lora.targets,
                               batch=cfg.train.batch_size, seq=seq, dtype=dtype)
+        if cfg.train.memory == "low":                 # checkpointed layers + chunked loss: far fewer activations
+            low = _low_activation_bytes(shape, cfg.train.batch_size, seq, dtype)
+            est = {**est, "activations": low, "total": est["total"] - est["activations"] + low}
     except (ValueError, KeyError, AttributeError, TypeError) as e:
         return {"estimate_bytes": None, "note": f"no estimate: {e}"}
     loaded = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -105,8 +108,15 @@ def memory_check(model, cfg: FinetuneConfig, seq: int) -> dict:
     if free is not None and need > free:
         raise ConfigError(f"training needs about {need / 2**30:.1f} GiB more on {device} but only "
                           f"{free / 2**30:.1f} GiB is free: lower --batch-size, --rank or --max-length, "
-                          "or use --method lora")
+                          "use --method lora" + (", or --memory low" if cfg.train.memory != "low" else ""))
     return out
+
+
+def _low_activation_bytes(shape, batch: int, seq: int, dtype: str) -> int:
+    """Activation bytes of `--memory low` (lora_mini.lowmem): layer inputs kept, one layer recomputed at a time."""
+    from ..lowmem import activation_bytes
+    return activation_bytes(shape.hidden, shape.layers, shape.intermediate, shape.vocab, batch, seq,
+                            elem=4 if dtype == "fp32" else 2)["total"]
 
 
 # ----------------------------------------------------------------------------- the job
