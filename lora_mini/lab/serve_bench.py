@@ -260,14 +260,17 @@ def plot(results: dict, names: dict = NAMES):
     methods = [m for m in names if any(m in r["by_method"] for r in results.values())]
     fig, ax = plt.subplots(figsize=(10, 4))
     width = 0.8 / max(len(results), 1)
+    every = [r["tokens_per_s"] for res in results.values() for r in res["rows"] if r["method"] in methods]
+    low, high = min(every) / 3, max(every) * 3
     for j, (label, res) in enumerate(results.items()):
         xs = [i + (j - (len(results) - 1) / 2) * width for i in range(len(methods))]
         vals = [res["by_method"].get(m, {}).get("tokens_per_s", float("nan")) for m in methods]
         ax.bar(xs, vals, width, label=label)
         for x, v in zip(xs, vals):
-            ax.text(x, v * 1.08 if v == v else 1, f"{v:.0f}" if v == v else "skipped", ha="center",
-                    va="bottom", fontsize=7)
+            ax.text(x, v * 1.08 if v == v else low * 1.2, f"{v:.0f}" if v == v else "skipped", ha="center",
+                    va="bottom", fontsize=7, rotation=0 if v == v else 90)
     ax.set_yscale("log")
+    ax.set_ylim(low, high)
     ax.set_xticks(range(len(methods)), [names[m].replace(", ", ",\n") for m in methods], fontsize=8)
     ax.set_ylabel("generated tokens/s")
     ax.legend(fontsize=8)
