@@ -222,3 +222,38 @@ def test_profile_records_the_top_ops(tmp_path):
     assert prof["total_ms"] > 0 and 0 < len(prof["top"]) <= 20
     assert all(t["ms"] >= 0 and t["calls"] >= 1 for t in prof["top"])
     assert [t["ms"] for t in prof["top"]] == sorted((t["ms"] for t in prof["top"]), reverse=True)
+
+
+def test_flop_limit_and_achieved_tflops_from_a_model_shape():
+    """The FLOP limit is LoRA's step FLOPs over full FT's; achieved TFLOP/s = FLOPs/token × tokens / step."""
+    shape = {"name": "smollm2-1.7b", **bench.SHAPES["smollm2-1.7b"], "tie_word_embeddings": True}
+    cfg = bench.shape_config(shape)
+    lim = bench.flop_limit(cfg, 1024, 16)
+    d = cfg.hidden_size
+    assert 2 / 3 < lim < 2 / 3 + 4 * 16 / d                        # 2/3 plus the rank-r GEMMs, ~2·r/d
+    assert lim < bench.flop_limit(cfg, 1024, 16, "lora_mini_ref") < 0.7
+    f = bench.flops_per_token(cfg, 1024, 16, "full")["total"]
+    row = {"method": "full", "mode": "eager", "shape": "8x1024", "batch": 8, "seq": 1024, "step_s": 0.25}
+    assert bench.achieved_tflops(row, cfg, 16) == pytest.approx(f * 8192 / 0.25 / 1e12)
+    peft = {**row, "method": "peft"}                                # PEFT runs the straightforward maths
+    ref = bench.flops_per_token(cfg, 1024, 16, "lora_mini_ref")["total"]
+    assert bench.achieved_tflops(peft, cfg, 16) == pytest.approx(ref * 8192 / 0.25 / 1e12)
+    assert set(bench.FLOP_METHOD) == set(bench.METHODS)
+    with pytest.raises(ValueError, match="no step time"):
+        bench.achieved_tflops({k: v for k, v in row.items() if k != "step_s"} | {"skipped": "eager only"}, cfg, 16)
+    with pytest.raises(ValueError, match="unknown method"):
+        bench.achieved_tflops({**row, "method": "qlora"}, cfg, 16)
+    with pytest.raises(ValueError, match="lacks hidden_size"):
+        bench.shape_config({"name": "x"})
+
+
+def test_plot_scale_and_memory_time_draw():
+    pts = {"135M": {("full", "eager"): 100.0, ("lora_mini", "eager"): 50.0},
+           "1.7B": {("full", "eager"): 390.0, ("lora_mini", "graphed"): 280.0}}
+    lims = {"135M": {"FLOP limit": 0.73, "eager": 1.95}, "1.7B": {"FLOP limit": 0.68, "eager": 0.91}}
+    fig = bench.plot_scale(pts, lims)
+    assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 2 * 3 and len(fig.axes[1].patches) == 2 * 2
+    rows = [{"method": "full", "step_s": 0.2, "peak_mem_gib": 30.0}, {"method": "peft_gc", "skipped": "x"},
+            {"method": "lora_mini_low", "step_s": 0.3, "peak_mem_gib": 5.0}]
+    fig = bench.plot_memory_time(rows, {"full": "full FT"})
+    assert len(fig.axes[0].collections) == 2 and fig.axes[0].texts[0].get_text() == "full FT"

@@ -33,3 +33,19 @@ def test_serve_bench_budget_and_bad_settings(tmp_path):
         ServeBenchConfig(adapters=3, requests=7)
     with pytest.raises(ValueError, match="--shape"):
         ServeBenchConfig(shape="huge")
+
+
+def test_load_and_plot_read_the_rows(tmp_path):
+    from lora_mini.lab import serve_bench
+    res = {"rows": [{"method": "decode_loop", "tokens_per_s": 100.0}, {"method": "lora_mini_mixed", "tokens_per_s": 70.0}],
+           "skipped": [{"method": "peft_mixed", "why": "needs about 65 s"}]}
+    p = tmp_path / "s.json"
+    p.write_text(json.dumps(res))
+    got = serve_bench.load(p)
+    assert set(got["by_method"]) == {"decode_loop", "lora_mini_mixed"}
+    fig = serve_bench.plot({"a": got, "b": got})
+    assert len(fig.axes[0].patches) == 2 * 2
+    res["skipped"].append({"method": "decode_loop", "why": "x"})
+    p.write_text(json.dumps(res))
+    with pytest.raises(ValueError, match="both timed and skipped"):
+        serve_bench.load(p)

@@ -50,6 +50,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -118,6 +119,39 @@ def flops_per_token(config, seq: int, r: int, method: str) -> dict:
     else:
         linear, head = 4 * mm + 6 * r * side, 4 * V * d
     return {"linear": linear, "head": head, "attention": attn, "total": linear + head + attn}
+
+
+# NVIDIA H200 spec sheet: 989 TFLOP/s dense bf16 tensor-core peak (1979 is with 2:4 sparsity)
+H200_BF16_DENSE_PEAK = 989e12
+# whose maths each bench method runs, for flops_per_token (recomputation is not counted: model FLOPs)
+FLOP_METHOD = {"full": "full", "lora_mini": "lora_mini", "lora_mini_nosplit": "lora_mini", "lora_mini_low": "lora_mini",
+               "lora_mini_ref": "lora_mini_ref", "peft": "lora_mini_ref", "peft_gc": "lora_mini_ref",
+               "peft_gc_liger": "lora_mini_ref"}
+
+
+def shape_config(model_shape: dict):
+    """A config for flops_per_token / linear_shapes from a bench JSON's "model_shape" entry."""
+    missing = {"hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+               "vocab_size"} - set(model_shape)
+    if missing:
+        raise ValueError(f"model_shape lacks {', '.join(sorted(missing))}; pass the model's config instead")
+    return SimpleNamespace(**model_shape)
+
+
+def flop_limit(config, seq: int, r: int, method: str = "lora_mini") -> float:
+    """LoRA's FLOPs per step over full fine-tuning's: the step-time ratio if every FLOP ran at one rate."""
+    return flops_per_token(config, seq, r, method)["total"] / flops_per_token(config, seq, r, "full")["total"]
+
+
+def achieved_tflops(row: dict, config, r: int) -> float:
+    """Model TFLOP/s of a timed bench row: its method's FLOPs per token (FLOP_METHOD) × tokens / step."""
+    if "step_s" not in row:
+        raise ValueError(f"{row.get('method')} {row.get('mode')} {row.get('shape')} has no step time "
+                         f"({row.get('skipped') or row.get('error') or 'not timed'}); pass a timed row")
+    if row["method"] not in FLOP_METHOD:
+        raise ValueError(f"unknown method {row['method']!r}; known: {', '.join(FLOP_METHOD)}")
+    f = flops_per_token(config, row["seq"], r, FLOP_METHOD[row["method"]])["total"]
+    return f * row["batch"] * row["seq"] / row["step_s"] / 1e12
 
 
 # ----------------------------------------------------------------------------- one configuration
@@ -779,6 +813,66 @@ def plot(result: dict, path=None, title: str | None = None):
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=150)
+    return fig
+
+
+def plot_scale(points: dict, limits: dict, peak: float = H200_BF16_DENSE_PEAK):
+    """Left: achieved model TFLOP/s per (method, mode) of each model against the peak.
+    Right: LoRA's step over full fine-tuning's, the FLOP limit against the measured modes.
+
+    points: {model label: {(method, mode): TFLOP/s}}; limits: {model label: {"FLOP limit": x, mode: x, ...}}.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    keys = list(dict.fromkeys(k for pts in points.values() for k in pts))
+    width = 0.8 / max(len(points), 1)
+    for j, (label, pts) in enumerate(points.items()):
+        xs = [i + (j - (len(points) - 1) / 2) * width for i in range(len(keys))]
+        vals = [pts.get(k, math.nan) for k in keys]
+        ax.bar(xs, vals, width, label=label)
+        for x, v in zip(xs, vals):
+            if not math.isnan(v):
+                ax.text(x, v + 8, f"{v:.0f}", ha="center", va="bottom", fontsize=7)
+    ax.axhline(peak / 1e12, color="k", ls="--", lw=0.8, label=f"bf16 dense peak {peak / 1e12:.0f}")
+    ax.set_xticks(range(len(keys)), [f"{m}\n{mode}" for m, mode in keys], fontsize=7)
+    ax.set_ylabel("model TFLOP/s (FLOPs of the method's maths / step time)")
+    ax.legend(fontsize=8)
+    names = list(dict.fromkeys(n for lim in limits.values() for n in lim))
+    width = 0.8 / max(len(names), 1)
+    for j, n in enumerate(names):
+        xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(limits))]
+        vals = [lim.get(n, math.nan) for lim in limits.values()]
+        bx.bar(xs, vals, width, label=n, hatch="//" if j == 0 else None, color=None if j else "white",
+               edgecolor="k" if j == 0 else None)
+        for x, v in zip(xs, vals):
+            bx.text(x, v + 0.02, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
+    bx.axhline(1.0, color="k", lw=0.8)
+    bx.set_xticks(range(len(limits)), list(limits), fontsize=8)
+    bx.set_ylabel("lora_mini step / full FT step")
+    bx.set_ylim(0, 1.25 * max(v for lim in limits.values() for v in lim.values()))
+    bx.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_memory_time(rows: list[dict], names: dict | None = None):
+    """Peak memory (x) against step time (y), one point per timed row: the memory–time trade."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for r in rows:
+        if "step_s" not in r or r.get("peak_mem_gib") is None:
+            continue
+        ax.scatter(r["peak_mem_gib"], r["step_s"] * 1e3, s=40)
+        ax.annotate((names or {}).get(r["method"], r["method"]), (r["peak_mem_gib"], r["step_s"] * 1e3),
+                    textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel("peak memory, GiB (torch.cuda.max_memory_allocated)")
+    ax.set_ylabel("step, ms (median)")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
     return fig
 
 

@@ -238,6 +238,46 @@ def targets(rows: list) -> dict:
                                            "met": None if loop_hf is None else bool(loop_hf >= 3 and get("decode_loop", "tokens_match"))}}
 
 
+NAMES = {"hf_generate_merged": "HF generate, merged", "decode_loop": "decode loop, merged",
+         "lora_mini_mixed": "lora_mini mixed batch", "peft_mixed": "PEFT mixed batch",
+         "peft_one_at_a_time": "PEFT one adapter at a time", "peft_unmerged_one": "PEFT, one unmerged adapter"}
+
+
+def load(path) -> dict:
+    """A serve-bench JSON with its rows also by method ("by_method"); skipped methods are not rows."""
+    res = json.loads(Path(path).read_text())
+    res["by_method"] = {r["method"]: r for r in res["rows"]}
+    clash = set(res["by_method"]) & {s["method"] for s in res.get("skipped", [])}
+    if clash:
+        raise ValueError(f"{path}: {', '.join(sorted(clash))} both timed and skipped; re-run serve-bench")
+    return res
+
+
+def plot(results: dict, names: dict = NAMES):
+    """Generated tokens/s per method (log scale), one group of bars per result ({label: load(...)})."""
+    import matplotlib.pyplot as plt
+
+    methods = [m for m in names if any(m in r["by_method"] for r in results.values())]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.8 / max(len(results), 1)
+    every = [r["tokens_per_s"] for res in results.values() for r in res["rows"] if r["method"] in methods]
+    low, high = min(every) / 3, max(every) * 3
+    for j, (label, res) in enumerate(results.items()):
+        xs = [i + (j - (len(results) - 1) / 2) * width for i in range(len(methods))]
+        vals = [res["by_method"].get(m, {}).get("tokens_per_s", float("nan")) for m in methods]
+        ax.bar(xs, vals, width, label=label)
+        for x, v in zip(xs, vals):
+            ax.text(x, v * 1.08 if v == v else low * 1.2, f"{v:.0f}" if v == v else "skipped", ha="center",
+                    va="bottom", fontsize=7, rotation=0 if v == v else 90)
+    ax.set_yscale("log")
+    ax.set_ylim(low, high)
+    ax.set_xticks(range(len(methods)), [names[m].replace(", ", ",\n") for m in methods], fontsize=8)
+    ax.set_ylabel("generated tokens/s")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def code_version() -> str | None:
     import subprocess
     try:
