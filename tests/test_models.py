@@ -29,6 +29,52 @@ def test_gguf_env_var(monkeypatch, tmp_path):
     assert find_gguf().name == "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def test_gguf_cache_folder(monkeypatch, tmp_path):
+    """One folder per GGUF content, under LORA_MINI_CACHE; "off" means none."""
+    from lora_mini.models import gguf_cache_folder
+    f = tmp_path / "m.gguf"
+    f.write_bytes(b"weights v1")
+    monkeypatch.setenv("LORA_MINI_CACHE", str(tmp_path / "cache"))
+    first = gguf_cache_folder(f)
+    assert first.parent == tmp_path / "cache" and first.name.startswith("m-") and len(first.name) == 2 + 12
+    f.write_bytes(b"weights v2")
+    assert gguf_cache_folder(f) != first                 # a changed file is never served from the old copy
+    monkeypatch.setenv("LORA_MINI_CACHE", "off")
+    assert gguf_cache_folder(f) is None
+
+
+@pytest.mark.slow
+def test_the_dequantized_gguf_is_cached(smollm, monkeypatch, tmp_path):
+    """The first load writes the float32 model to the cache (whole, or not at all); later loads read it
+    instead of parsing the GGUF, with the same weights and tokenizer; an unwritable cache is skipped."""
+    import copy
+    from lora_mini import models
+    base, tok = smollm
+    parsed = []
+
+    def parse(gguf, dtype):                               # stands in for the 20-s dequantization
+        parsed.append(dtype)
+        return copy.deepcopy(tok), copy.deepcopy(base)
+    monkeypatch.setattr(models, "_parse_gguf", parse)
+    monkeypatch.setenv("LORA_MINI_CACHE", str(tmp_path / "cache"))
+    first, tok1 = load_model(device="cpu")
+    (folder,) = (tmp_path / "cache").iterdir()
+    assert parsed == [torch.float32] and (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]      # no temporary folder left
+    again, tok2 = load_model(device="cpu", dtype=torch.bfloat16)
+    assert len(parsed) == 1 and again.dtype == torch.bfloat16                              # read, not parsed
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), base.state_dict().values()))
+    assert all(torch.equal(a.bfloat16(), b) for a, b in zip(base.state_dict().values(), again.state_dict().values()))
+    chat = [{"role": "user", "content": "What is 3 + 4?"}]
+    assert tok2.apply_chat_template(chat, tokenize=False) == tok.apply_chat_template(chat, tokenize=False)
+    assert tok2("def f(x):\n    return x")["input_ids"] == tok("def f(x):\n    return x")["input_ids"]
+    assert again.config.name_or_path == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    (tmp_path / "not_a_folder").write_text("")
+    monkeypatch.setenv("LORA_MINI_CACHE", str(tmp_path / "not_a_folder"))
+    model, _ = load_model(device="cpu")
+    assert len(parsed) == 2 and model.dtype == torch.float32
+
+
 @pytest.mark.slow
 def test_smollm2_offline(smollm):
     model, tok = smollm
