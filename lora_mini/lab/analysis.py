@@ -1,12 +1,13 @@
 """Chapter 7's analysis: published LoRA claims checked against our sweep records (JSONL).
 
     recs = load_records("figures/without_regret")
-    v = verdicts(recs)                  # [{"claim", "verdict": agrees|partly|disagrees|not run, "numbers", "text"}]
-    fig_lr_sweep(recs, "figures/07_lr_sweep.png")
+    c1 = claim1_seeds(recs)             # claims 1-2: best LRs over two seeds, ratio and its interval
+    fig_lr_seeds(c1, "figures/07_lr_sweep.png")
 
-With two seeds (plan regret_c): lr_search / claim1_seeds / rank_spread (claims 1-2, the chapter's
-bracket rule from brackets.py plus a parabola per seed), batch_cells / batch_gaps / fig_batch (claim 5),
-overlap_control / fig_overlap_control (claim 6 against pairs that differ in seed).
+Claims 1-2: lr_search / claim1_seeds / rank_spread (the chapter's bracket rule from brackets.py plus a
+parabola per seed); 3, 4, 6, 7: claim3 / claim4 / claim6 / claim7 ({"claim", "numbers", "text", ...};
+the chapter applies its one verdict rule to the numbers); 5: batch_cells / batch_gaps / fig_batch;
+6 against pairs that differ in seed: overlap_control / fig_overlap_control.
 
 Every number comes from the records; the thresholds that turn numbers into verdicts are the
 constants below, fixed before looking at the GPU results.
@@ -28,10 +29,7 @@ from ..lowrank import random_orthonormal, singular_basis, subspace_similarity_gr
 from .sweep import condition_of, load_records, lr_results, make_config
 
 RANKS = (1, 4, 16, 64, 256)
-LR_RATIO = (5.0, 20.0, 2.5, 40.0)   # claim 1: agrees if the ratio is in [5, 20], partly in [2.5, 40]
-LR_SPREAD = (2.0, 4.0)              # claim 2: best-LR spread over r >= 4: agrees <= 2x, partly <= 4x
 TOL = 0.05                          # "same loss": within 5 % of full FT's loss improvement
-COINCIDE = 0.10                     # early curves coincide: spread < 10 % of the loss drop so far
 OVERLAP = 0.5                       # claim 6: Hu et al.'s "normalized similarity > 0.5"
 AMPLIFY = (5.0, 2.0)                # claim 7: agrees if factor >= 5, partly if >= 2
 
@@ -85,64 +83,6 @@ def _verdict(ok_all: bool, ok_some: bool) -> str:
 
 def _missing(claim, what):
     return {"claim": claim, "verdict": "not run", "numbers": {}, "text": f"no records yet for {what}"}
-
-
-def claim1(records, scale=None) -> dict:
-    """Best LoRA LR / best full-FT LR ≈ 10 (Thinking Machines 2025)."""
-    full = best(records, scale, method="full")
-    ratios = {r: b["lr"] / full["lr"] for r in RANKS if full and (b := best(records, scale, method="lora", rank=r))}
-    if not full or not ratios:
-        return _missing(1, "the LR sweep (full FT and LoRA)")
-    grid = {r: best(records, scale, method="lora", rank=r)["grid_lr"] / full["grid_lr"] for r in ratios}
-    main = [v for r, v in ratios.items() if r >= 4] or list(ratios.values())
-    med = st.median(main)
-    grid_med = st.median([v for r, v in grid.items() if r >= 4] or list(grid.values()))
-    lo, hi, plo, phi = LR_RATIO
-    text = ", ".join(f"{v:.1f}x (r={r})" for r, v in ratios.items())
-    return {"claim": 1, "verdict": _verdict(lo <= med <= hi, plo <= med <= phi),
-            "numbers": {"full_lr": full["lr"], "full_grid_lr": full["grid_lr"], "full_edge": full["edge"],
-                        "ratios": ratios, "median_r>=4": med, "grid_ratios": grid, "grid_median_r>=4": grid_med},
-            "text": f"best LoRA LR / best full LR (interpolated) = {text}; median over r>=4 {med:.1f}x (claimed ~10x); "
-                    f"best full-FT LR {full['lr']:.2g}" + (" (at the grid's edge)" if full["edge"] else "")
-                    + f"; on the half-decade grid alone: full FT {full['grid_lr']:g}, ratios "
-                    + ", ".join(f"{v:.3g}x (r={r})" for r, v in grid.items()) + f", median over r>=4 {grid_med:.3g}x"}
-
-
-def claim2(records, scale=None, early_step=None) -> dict:
-    """Best LR barely depends on rank (<2x for r=4..256); rank 1 lower; early curves coincide."""
-    bests = {r: b for r in RANKS if (b := best(records, scale, method="lora", rank=r))}
-    main = {r: b["lr"] for r, b in bests.items() if r >= 4}
-    if len(main) < 2:
-        return _missing(2, "the LoRA LR sweep at two or more ranks >= 4")
-    spread = max(main.values()) / min(main.values())
-    r1_lower = bests[1]["lr"] < st.median(main.values()) if 1 in bests else None
-    # early curves: held-out loss at the first eval after warm-up, same LR for every rank
-    lr0 = bests[64]["grid_lr"] if 64 in bests else next(iter(bests.values()))["grid_lr"]
-    early = {}
-    for r in main:
-        rec = next((x for x in records if condition_of(x["config"]) == cond(scale, method="lora", rank=r)
-                    and x["config"]["lr"] == lr0), None)
-        if rec:
-            c = rec["curve"]
-            k = 1 if early_step is None else c["eval_step"].index(early_step)
-            early[r] = (c["eval_step"][k], c["heldout_loss"][0], c["heldout_loss"][k])
-    coincide = None
-    if len(early) >= 2:
-        losses = [e[2] for e in early.values()]
-        drop = st.mean(e[1] for e in early.values()) - st.mean(losses)
-        coincide = drop > 0 and (max(losses) - min(losses)) < COINCIDE * drop
-        e_spread, e_step = max(losses) - min(losses), next(iter(early.values()))[0]
-    parts = [spread <= LR_SPREAD[0], bool(r1_lower), bool(coincide)]
-    text = (f"best LR per rank: " + ", ".join(f"r={r}: {b['lr']:.2g}" for r, b in bests.items())
-            + f"; spread over r>=4 = {spread:.1f}x (claimed < 2x)")
-    if r1_lower is not None:
-        text += f"; rank 1 {'prefers a lower LR' if r1_lower else 'does not prefer a lower LR'}"
-    if coincide is not None:
-        text += (f"; held-out loss at step {e_step} (lr {lr0:g}) spans {e_spread:.4f} nats across ranks "
-                 f"vs a drop of {drop:.4f} ({'coincide' if coincide else 'do not coincide'})")
-    return {"claim": 2, "verdict": _verdict(all(parts), spread <= LR_SPREAD[1] or any(parts)),
-            "numbers": {"best_lr": {r: b["lr"] for r, b in bests.items()}, "spread": spread,
-                        "rank1_lower": r1_lower, "early_coincide": coincide}, "text": text}
 
 
 def capacity_curves(records, scale=None, steps=270) -> dict:
@@ -216,39 +156,6 @@ def claim4(records, scale=None) -> dict:
 
 
 BATCHES = (8, 32, 128)
-
-
-def batch_results(records, scale=None, rank=64) -> dict:
-    """{batch: (best full loss, best LoRA loss)} with the same number of sequences (6400)."""
-    out = {}
-    for b in BATCHES:
-        steps = 200 * 32 // b
-        f = best(records, scale, method="full", batch_size=b, steps=steps)
-        l = best(records, scale, method="lora", rank=rank, batch_size=b, steps=steps)
-        if f and l:
-            out[b] = (f["loss"], l["loss"])
-    return out
-
-
-def claim5(records, scale=None) -> dict:
-    """LoRA loses more than full FT as the batch grows (and rank does not fix it)."""
-    res = batch_results(records, scale)
-    if len(res) < 2:
-        return _missing(5, "full FT and LoRA r=64 at two or more batch sizes")
-    gaps = {b: l - f for b, (f, l) in res.items()}
-    bs = sorted(gaps)
-    full32 = _run(records, scale, method="full")
-    tol = TOL * (full32["heldout_loss_init"] - full32["final"]["heldout_loss"]) if full32 else 0.0
-    grows = gaps[bs[-1]] - gaps[bs[0]] > tol
-    mono = all(gaps[a] <= gaps[b] for a, b in zip(bs, bs[1:]))
-    missing = [b for b in BATCHES if b not in res]
-    text = ("LoRA r=64 minus full FT, best held-out loss at equal data: "
-            + ", ".join(f"batch {b}: {gaps[b]:+.4f}" for b in bs)
-            + f" (tolerance {tol:.4f})"
-            + (f"; batch {', '.join(map(str, missing))} not run" if missing else "")
-            + "; only r=64 was run at other batch sizes, so 'rank does not fix it' is untested")
-    return {"claim": 5, "verdict": _verdict(grows and mono, grows),
-            "numbers": {"gap": gaps, "tol": tol, "missing_batches": missing}, "text": text}
 
 
 def missing_runs(records) -> list[str]:
@@ -383,33 +290,12 @@ def claim7(stats) -> dict:
             "text": text}
 
 
-def verdicts(records, scale=None, stats=None) -> list[dict]:
-    """Claims 1-5 from the sweep records, 6-7 from subspace_stats (None: 'not run')."""
-    return [claim1(records, scale), claim2(records, scale), claim3(records, scale),
-            claim4(records, scale), claim5(records, scale), claim6(stats), claim7(stats)]
-
-
 # --------------------------------------------------------------------------- figures
 def _save(fig, path):
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=150, bbox_inches="tight")
     return fig
-
-
-def fig_lr_sweep(records, path=None, scale=None):
-    """Claims 1-2: final held-out loss vs LR, full FT and each LoRA rank."""
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for r in (None,) + RANKS:
-        kw = dict(method="full") if r is None else dict(method="lora", rank=r)
-        pts = sorted((lr, l) for lr, l in lr_results(records, cond(scale, **kw)).items() if math.isfinite(l))
-        if pts:
-            ax.plot(*zip(*pts), "o-" if r else "s--k", label="full FT" if r is None else f"LoRA r={r}")
-    ax.set(xscale="log", xlabel="learning rate", ylabel="final held-out loss (nats/token)",
-           title="LR sweeps: LoRA (α=32) vs full fine-tuning")
-    ax.legend(fontsize=8)
-    return _save(fig, path)
 
 
 def fig_curves(curves: dict, path=None, title="held-out loss during training"):
@@ -424,14 +310,10 @@ def fig_curves(curves: dict, path=None, title="held-out loss during training"):
     return _save(fig, path)
 
 
-def fig_layers_batch(records, path=None, scale=None, with_batch=True):
-    """Claims 4-5: best loss per layer choice (matched params) and, with_batch, the seed-0 batch panel."""
+def fig_layers(records, path=None, scale=None):
+    """Claim 4: best loss per layer choice at a matched parameter count."""
     import matplotlib.pyplot as plt
-    if not with_batch:
-        fig, a1 = plt.subplots(figsize=(5.2, 3.6))
-        a2 = None
-    else:
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, a1 = plt.subplots(figsize=(5.2, 3.6))
     res = {f"{L} r={r}": best(records, scale, method="lora", layers=L, rank=r) for L, r in LAYER_RUNS}
     res = {k: v["loss"] for k, v in res.items() if v}
     if res:
@@ -439,17 +321,6 @@ def fig_layers_batch(records, path=None, scale=None, with_batch=True):
         lo, hi = min(res.values()), max(res.values())
         a1.set_ylim(lo - (hi - lo + 1e-3), hi + 0.5 * (hi - lo + 1e-3))
     a1.set(ylabel="best held-out loss", title="LoRA at matched parameter count")
-    if a2 is None:
-        fig.tight_layout()
-        return _save(fig, path)
-    br = batch_results(records, scale)
-    if br:
-        bs = sorted(br)
-        a2.plot(bs, [br[b][0] for b in bs], "ks--", label="full FT")
-        a2.plot(bs, [br[b][1] for b in bs], "o-", label="LoRA r=64")
-        a2.set_xscale("log", base=2)
-        a2.legend(fontsize=8)
-    a2.set(xlabel="batch size (sequences), same data", ylabel="best held-out loss", title="batch size")
     fig.tight_layout()
     return _save(fig, path)
 
