@@ -34,6 +34,10 @@ def test_edge_optimum_is_not_bracketed_and_verdict():
     assert full["bracketed"] and brackets.lr_ratio(lora, full)["ratio"] == pytest.approx(10.0)
     assert brackets.verdict(lora, full) == "supported"
     assert brackets.verdict(lora, full, claimed=100.0) == "contradicted"
+    wide = runs_from({("full", 2e-3): [0.9, 0.9], ("full", 1e-2): [0.0, 0.0]})   # full FT's plateau reaches LoRA's LR
+    full = brackets.bracket(runs + wide, "full")
+    assert full["bracketed"] and brackets.lr_ratio(lora, full)["low"] == pytest.approx(1.0)
+    assert brackets.verdict(lora, full) == "inconclusive at this scale"      # allows 10x and 1x alike
     with pytest.raises(ValueError, match="no runs"):
         brackets.bracket(runs, "dora")
 

@@ -905,7 +905,9 @@ def add_arguments(p) -> None:
     p.add_argument("--script", default=None, help="the script that makes this call, recorded in the JSON "
                    "(e.g. 'bash scripts/gpu/bench.sh')")
     p.add_argument("--profile", action="store_true",
-                   help="one more step per eager/compiled row under torch.profiler: its top ops by device time")
+                   help="one more step per eager/compiled row under torch.profiler: its top ops by device time. "
+                        "The profiler stays attached afterwards (pytorch/pytorch#144455) and slows the later "
+                        "eager rows: take timings from a run without it")
     p.add_argument("--quiet", action="store_true")
 
 

@@ -65,11 +65,16 @@ def lr_ratio(lora: dict, full: dict) -> dict:
 
 
 def verdict(lora: dict, full: dict, claimed: float = 10.0) -> str:
-    """Claim 1 ("LoRA's best LR is ~10x full FT's") at this scale: supported, contradicted or inconclusive."""
+    """Claim 1 ("LoRA's best LR is ~10x full FT's") at this scale: inconclusive unless both optima are
+    bracketed; then contradicted if the plateaus' ratio interval excludes `claimed`, supported if it holds
+    `claimed` and excludes 1, else (an interval that also allows equal LRs) inconclusive."""
     if not (lora["bracketed"] and full["bracketed"]):
         return "inconclusive at this scale"
     r = lr_ratio(lora, full)
-    return "supported" if r["low"] <= claimed <= r["high"] else "contradicted"
+    if not r["low"] <= claimed <= r["high"]:
+        return "contradicted"
+    # "10x" is a difference: an interval that also allows 1 (the same LR for both) shows none
+    return "supported" if r["low"] > 1 else "inconclusive at this scale"
 
 
 def plot(runs: list[dict], path=None, ax=None):
