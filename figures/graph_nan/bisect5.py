@@ -1,8 +1,9 @@
-"""Bisect 5 (prepared, not yet run): which part of a LoRA run leaves the state that turns the next
+"""Bisect 5 (run 2026-12-04 for the first eight variants: bisect5_variants.jsonl; `nofast` and `nosplit`
+prepared, not yet run): which part of a LoRA run leaves the state that turns the next
 full fine-tuning run (fp32 weights + bf16 autocast, fused capturable AdamW with a tensor LR) NaN at its
 first optimizer step (bisect4). One process per variant, random-init SmolLM2-shape Llama, random tokens:
 
-    for v in fresh lora_full fwd_only no_step fp32_lora plain_bf16 full_foreach full_float_lr; do
+    for v in fresh lora_full fwd_only no_step fp32_lora plain_bf16 full_foreach full_float_lr nofast nosplit; do
       PYTHONPATH=$PWD python3 figures/graph_nan/bisect5.py $v; done
 
 fresh          no first run (the control: finite, bisect1)
@@ -13,12 +14,14 @@ fp32_lora      the LoRA run on fp32 weights instead of bf16
 plain_bf16     the first run is full fine-tuning of a bf16 model (no LoRA at all)
 full_foreach   as lora_full, but the full run's AdamW is foreach, not fused (lr a float)
 full_float_lr  as lora_full, but the full run's fused AdamW gets lr as a float (not capturable)
+nofast         as lora_full, the LoRA run with lora_mini's fused layer off (fast_path(False): plain autograd)
+nosplit        as lora_full, the fused layer without split-K (fast_path(split_rows=0): no batched GEMM)
 """
 import gc, json, math, os, sys
 import torch, torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bisect_nan import model_for, batch, IGN
-from lora_mini import apply_lora
+from lora_mini import apply_lora, fast
 
 variant = sys.argv[1]
 
@@ -48,7 +51,9 @@ def first_run(kind):
         apply_lora(m, "all-linear", r=16, alpha=32)
     params = [p for p in m.parameters() if p.requires_grad]
     opt = {"fwd_only": "fwd", "no_step": "nostep"}.get(kind) or torch.optim.AdamW(params, lr=1e-3, fused=True)
-    losses = [step(m, params, opt, batch(s), amp=False) for s in range(5)]
+    setting = {"nofast": dict(enabled=False), "nosplit": dict(split_rows=0)}.get(kind, {})
+    with fast.fast_path(**setting):
+        losses = [step(m, params, opt, batch(s), amp=False) for s in range(5)]
     del m, opt, params
     gc.collect()
     torch.cuda.empty_cache()
