@@ -33,6 +33,17 @@ def test_serve_bench_budget_and_bad_settings(tmp_path):
         ServeBenchConfig(adapters=3, requests=7)
     with pytest.raises(ValueError, match="--shape"):
         ServeBenchConfig(shape="huge")
+    with pytest.raises(ValueError, match="--dtype must be one of auto, bfloat16, float32"):
+        ServeBenchConfig(dtype="fp16")
+
+
+def test_serve_bench_dtype_is_the_one_asked_for(tmp_path):
+    out = tmp_path / "serve.json"
+    assert main(TINY + ["--dtype", "bfloat16", "--budget-s", "0.001", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["dtype"] == "bfloat16" and res["config"]["dtype"] == "bfloat16"
+    assert {r["method"] for r in res["rows"]} == {"hf_generate_merged", "decode_loop", "lora_mini_mixed"}
+    assert all(0 <= r["token_agreement"] <= 1 for r in res["rows"])
 
 
 def test_load_and_plot_read_the_rows(tmp_path):

@@ -40,6 +40,7 @@ SHAPES = {
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                  intermediate_size=128, vocab_size=256, tie_word_embeddings=True, max_position_embeddings=256),
 }
+DTYPES = ("auto", "bfloat16", "float32")
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -55,9 +56,12 @@ class ServeBenchConfig:
     prompt_len: int = 32
     seed: int = 0
     device: str = "auto"
+    dtype: str = "auto"               # auto: bfloat16 on CUDA, float32 on the CPU
     budget_s: float | None = None
 
     def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.shape not in SHAPES:
             raise ValueError(f"--shape must be one of {', '.join(SHAPES)}, got {self.shape!r}")
         for f in ("adapters", "rank", "requests", "new_tokens", "prompt_len"):
@@ -290,7 +294,8 @@ def code_version() -> str | None:
 def run(cfg: ServeBenchConfig, command: str | None = None) -> dict:
     budget = Budget(cfg.budget_s)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    auto = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = auto if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
     with torch.no_grad():
         base, what = build_base(cfg, device, dtype)
         base.generation_config.eos_token_id = None
@@ -314,6 +319,9 @@ def add_arguments(p) -> None:
         p.add_argument(f"--{f.replace('_', '-')}", type=int, default=getattr(d, f))
     p.add_argument("--alpha", type=float, default=d.alpha)
     p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default=d.dtype, choices=DTYPES,
+                   help="weights and activations (auto: bfloat16 on CUDA, float32 on the CPU); float32 shows "
+                   "whether the rows' greedy tokens agree without bf16 rounding")
     p.add_argument("--budget-s", type=float, default=None, help="skip the PEFT rows that would not fit")
     p.add_argument("--out", default=None, help="JSON path (default runs/serve/serve_<gpu|cpu>.json; the committed "
                    "figures/serve_gpu.json is written only by name)")
@@ -322,7 +330,8 @@ def add_arguments(p) -> None:
 def main(args) -> int:
     cfg = ServeBenchConfig(shape=args.shape, model=args.model, adapters=args.adapters, rank=args.rank,
                            alpha=args.alpha, requests=args.requests, new_tokens=args.new_tokens,
-                           prompt_len=args.prompt_len, seed=args.seed, device=args.device, budget_s=args.budget_s)
+                           prompt_len=args.prompt_len, seed=args.seed, device=args.device, dtype=args.dtype,
+                           budget_s=args.budget_s)
     command = "python -m lora_mini serve-bench " + shlex.join(getattr(args, "argv", []) or [])
     res = run(cfg, command.strip())
     out = Path(args.out or f"runs/serve/serve_{'gpu' if res['device'] != 'cpu' else 'cpu'}.json")
