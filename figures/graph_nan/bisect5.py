@@ -1,9 +1,9 @@
 """Bisect 5 (run 2026-12-04 for the first eight variants: bisect5_variants.jsonl; `nofast` and `nosplit`
-prepared, not yet run): which part of a LoRA run leaves the state that turns the next
+prepared, not yet run; `noclip` and `clear_ws` added): which part of a LoRA run leaves the state that turns the next
 full fine-tuning run (fp32 weights + bf16 autocast, fused capturable AdamW with a tensor LR) NaN at its
 first optimizer step (bisect4). One process per variant, random-init SmolLM2-shape Llama, random tokens:
 
-    for v in fresh lora_full fwd_only no_step fp32_lora plain_bf16 full_foreach full_float_lr nofast nosplit; do
+    for v in fresh lora_full fwd_only no_step fp32_lora plain_bf16 full_foreach full_float_lr nofast nosplit noclip clear_ws; do
       PYTHONPATH=$PWD python3 figures/graph_nan/bisect5.py $v; done
 
 fresh          no first run (the control: finite, bisect1)
@@ -16,6 +16,8 @@ full_foreach   as lora_full, but the full run's AdamW is foreach, not fused (lr 
 full_float_lr  as lora_full, but the full run's fused AdamW gets lr as a float (not capturable)
 nofast         as lora_full, the LoRA run with lora_mini's fused layer off (fast_path(False): plain autograd)
 nosplit        as lora_full, the fused layer without split-K (fast_path(split_rows=0): no batched GEMM)
+noclip         as lora_full, the LoRA run without clip_grad_norm_ (no foreach norm kernels)
+clear_ws       as lora_full, then cuBLAS's workspaces cleared (torch._C._cuda_clearCublasWorkspaces()) before the full run
 """
 import gc, json, math, os, sys
 import torch, torch.nn.functional as F
@@ -26,7 +28,7 @@ from lora_mini import apply_lora, fast
 variant = sys.argv[1]
 
 
-def step(model, params, opt, b, amp):
+def step(model, params, opt, b, amp, clip=True):
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
         h = model.model(input_ids=b["input_ids"]).last_hidden_state
         logits = model.get_output_embeddings()(h[:, :-1])
@@ -35,7 +37,8 @@ def step(model, params, opt, b, amp):
     if opt == "fwd":
         return float(loss)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    if clip:
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
     if opt is not None and opt != "nostep":
         opt.step()
     for p in params:
@@ -53,10 +56,13 @@ def first_run(kind):
     opt = {"fwd_only": "fwd", "no_step": "nostep"}.get(kind) or torch.optim.AdamW(params, lr=1e-3, fused=True)
     setting = {"nofast": dict(enabled=False), "nosplit": dict(split_rows=0)}.get(kind, {})
     with fast.fast_path(**setting):
-        losses = [step(m, params, opt, batch(s), amp=False) for s in range(5)]
+        losses = [step(m, params, opt, batch(s), amp=False, clip=kind != "noclip") for s in range(5)]
     del m, opt, params
     gc.collect()
     torch.cuda.empty_cache()
+    if kind == "clear_ws":
+        torch.cuda.synchronize()
+        torch._C._cuda_clearCublasWorkspaces()
     return losses
 
 
