@@ -25,9 +25,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bisect_nan import model_for, batch, IGN
 from lora_mini import apply_lora, fast
 
-variant = sys.argv[1]
-
-
 def step(model, params, opt, b, amp, clip=True):
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
         h = model.model(input_ids=b["input_ids"]).last_hidden_state
@@ -66,18 +63,24 @@ def first_run(kind):
     return losses
 
 
-first = None if variant == "fresh" else first_run("lora_full" if variant.startswith("full_") else variant)
-full = model_for(torch.float32)
-params = list(full.parameters())
-if variant == "full_foreach":
-    opt = torch.optim.AdamW(params, lr=5e-5, foreach=True)
-elif variant == "full_float_lr":
-    opt = torch.optim.AdamW(params, lr=5e-5, fused=True)
-else:
-    opt = torch.optim.AdamW(params, lr=torch.tensor(5e-5, device="cuda"), fused=True, capturable=True)
-fb = [step(full, params, opt, batch(s), amp=True) for s in range(5)]
-row = {"variant": variant, "first_losses": first, "full_losses": fb,
-       "full_first_nan_step": next((i + 1 for i, x in enumerate(fb) if not math.isfinite(x)), None)}
-print(json.dumps(row), flush=True)
-if os.environ.get("OUT"):
-    open(os.path.join(os.environ["OUT"], f"bisect5_{variant}.json"), "w").write(json.dumps(row, indent=1))
+def full_run(variant):
+    """Full fine-tuning, fp32 weights + bf16 autocast, 5 steps: its losses and the first NaN step."""
+    full = model_for(torch.float32)
+    params = list(full.parameters())
+    if variant == "full_foreach":
+        opt = torch.optim.AdamW(params, lr=5e-5, foreach=True)
+    elif variant == "full_float_lr":
+        opt = torch.optim.AdamW(params, lr=5e-5, fused=True)
+    else:
+        opt = torch.optim.AdamW(params, lr=torch.tensor(5e-5, device="cuda"), fused=True, capturable=True)
+    fb = [step(full, params, opt, batch(s), amp=True) for s in range(5)]
+    return {"full_losses": fb, "full_first_nan_step": next((i + 1 for i, x in enumerate(fb) if not math.isfinite(x)), None)}
+
+
+if __name__ == "__main__":
+    variant = sys.argv[1]
+    first = None if variant == "fresh" else first_run("lora_full" if variant.startswith("full_") else variant)
+    row = {"variant": variant, "first_losses": first, **full_run(variant)}
+    print(json.dumps(row), flush=True)
+    if os.environ.get("OUT"):
+        open(os.path.join(os.environ["OUT"], f"bisect5_{variant}.json"), "w").write(json.dumps(row, indent=1))
