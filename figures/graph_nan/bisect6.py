@@ -4,7 +4,7 @@ not). Is the poison the *contents of memory* the LoRA run leaves behind (read la
 not initialise what it reads), or the way the fused backward computes grad_x? One process per variant,
 random-init SmolLM2-shape Llama, random tokens, the same two runs as bisect5.py:
 
-    for v in lora_full fresh_nanfill fresh_zerofill lora_zerofill contig nocat; do
+    for v in lora_full fresh_nanfill fresh_zerofill lora_zerofill contig nocat plain_strided plain_contig; do
       PYTHONPATH=$PWD python3 figures/graph_nan/bisect6.py $v; done
 
 lora_full       bisect5's control: LoRA bf16 run (fused path), then the full run (NaN expected)
@@ -13,6 +13,9 @@ fresh_zerofill  the same, filled with zeros (the control for the fill itself)
 lora_zerofill   LoRA run, then free memory filled with zeros before the full run
 contig          LoRA run whose fused backward makes grad_x contiguous (G[:, :in].contiguous())
 nocat           LoRA run whose fused backward computes g W' and g (s·B) as two GEMMs (no [W' | s·B] cat)
+plain_strided   no lora_mini: a bf16 model whose linear layers' backward returns grad_x as a strided view
+                (rows of g [W | 0]), as the fused LoRA backward does; forward + backward only, then the full run
+plain_contig    the same with grad_x made contiguous (the control)
 """
 import json, os, sys
 import torch
@@ -49,9 +52,45 @@ def patched_grads(kind):
     return grads
 
 
+class StridedGradLinear(torch.autograd.Function):
+    """y = x Wᵀ, W frozen; backward returns grad_x as the first `in` columns of g [W | 0] (row stride in + 16)."""
+
+    @staticmethod
+    def forward(ctx, x, W, contiguous):
+        ctx.save_for_backward(W)
+        ctx.contiguous = contiguous
+        return torch.nn.functional.linear(x, W)
+
+    @staticmethod
+    def backward(ctx, g):
+        (W,) = ctx.saved_tensors
+        G = g.reshape(-1, W.shape[0]) @ torch.cat([W, W.new_zeros(W.shape[0], 16)], dim=1)
+        gx = G[:, :W.shape[1]]
+        return (gx.contiguous() if ctx.contiguous else gx).view(*g.shape[:-1], W.shape[1]), None, None
+
+
+def plain_run(contiguous):
+    """bf16 model, frozen linear layers through StridedGradLinear, the embedding trainable: 5 x (fwd + bwd)."""
+    m = b5.model_for(torch.bfloat16)
+    for p in m.parameters():
+        p.requires_grad_(False)
+    m.model.embed_tokens.weight.requires_grad_(True)
+    for mod in m.model.layers.modules():
+        if isinstance(mod, torch.nn.Linear):
+            mod.forward = lambda x, mod=mod: StridedGradLinear.apply(x, mod.weight, contiguous)
+    params = [m.model.embed_tokens.weight]
+    losses = [b5.step(m, params, "nostep", b5.batch(s), amp=False) for s in range(5)]
+    del m, params
+    torch.cuda.empty_cache()
+    return losses
+
+
 if variant in ("contig", "nocat"):
     fast.lora_grads = patched_grads(variant)
-first = None if variant.startswith("fresh") else b5.first_run("lora_full")
+if variant.startswith("plain_"):
+    first = plain_run(variant == "plain_contig")
+else:
+    first = None if variant.startswith("fresh") else b5.first_run("lora_full")
 if variant.endswith("nanfill"):
     fill_free_memory(float("nan"))
 elif variant.endswith("zerofill"):
