@@ -11,9 +11,14 @@ Here one autograd Function does the whole layer:
     forward    W' = W + B·(s·A)           tiny (out × r × in) GEMM, one rounding to x's dtype
                y  = x W'ᵀ + b             the base GEMM, unchanged in cost
                hs = x (s·A)ᵀ              (N × r), saved; x is saved too (full FT saves it as well)
-    backward   [gx | s·gB] = g [W' | s·B] one GEMM gives grad_x = g W + s (g B) A and s·g B
+    backward   gx = g W'                  grad_x = g W + s (g B) A in the base GEMM's cost
+               s·gB = g (s·B)              (N × r)
                grad_A = (s·gB)ᵀ x          (r × in)    sums over N tokens: split into chunks
                grad_B = gᵀ hs              (out × r)   for large N (tn_matmul); no grad for W
+
+grad_x is one GEMM of its own, not the first columns of g [W' | s·B]: a strided view like that,
+passed down a bf16 backward, made a later full fine-tuning run under autocast in the same process
+go NaN on an H200 (torch 2.11; figures/graph_nan/bisect6.py reproduces it without lora_mini).
 
 W' is merged on the fly from the frozen W and the float32 masters A, B: the same maths as
 W x + s·B(A x), rounded once instead of at each step. Nothing of size (N × out) is saved
@@ -170,11 +175,8 @@ def lora_grads(g, saved: tuple, s: float, need=(True, True, True), split_rows: i
     grad_x = grad_A = grad_B = None
     if need_x:
         W_eff = torch.addmm(W, B_, sA)                          # recomputed, bit-for-bit as forward
-        W_g = torch.cat([W_eff, B_ * s], dim=1)                 # out × (in + r)
-        G = g2 @ W_g                                            # N × (in + r) = [gx | s·gB]
-        grad_x = G[:, :d_in].view(x.shape)                      # g W' = g W + s (g B) A
-        sgB = G[:, d_in:]                                       # N × r
-    elif need_A:
+        grad_x = (g2 @ W_eff).view(x.shape)                     # g W' = g W + s (g B) A, contiguous
+    if need_A:
         sgB = g2 @ (B_ * s)                                     # N × r
     if need_A:
         grad_A = tn_matmul(sgB, x2, split_rows)                 # r × in

@@ -52,6 +52,20 @@ def test_fast_matches_reference_bf16():
     assert layer.lora_A.grad.dtype == torch.float32 and layer.lora_B.grad.dtype == torch.float32
 
 
+def test_grad_x_is_contiguous():
+    """grad_x leaves the fused backward as its own contiguous tensor: a strided view of a wider GEMM's
+    output (the first columns of g [W' | s·B]) poisoned a later autocast run on an H200 (bisect6.py)."""
+    layer = _layer(nn.Linear(32, 24))
+    x = torch.randn(2, 3, 32, requires_grad=True)
+    seen = []
+    y = fast.LoRALinearFunction.apply(x, layer.base.weight, layer.base.bias, layer.lora_A, layer.lora_B,
+                                      layer.scaling, (None, True))
+    y.grad_fn.register_hook(lambda grad_in, grad_out: seen.append(grad_in[0]))
+    y.sum().backward()
+    assert seen[0].shape == x.shape and seen[0].is_contiguous()
+    assert torch.allclose(seen[0], torch.ones(2, 3, 24) @ (layer.base.weight + layer.scaling * layer.lora_B @ layer.lora_A))
+
+
 def test_fast_gpt2_conv1d():
     from transformers.pytorch_utils import Conv1D
     torch.manual_seed(1)
