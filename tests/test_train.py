@@ -180,11 +180,25 @@ def test_schedule_and_strategy_policy():
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert choose_strategy(cpu, torch.float32, "lora") == "eager"
     assert choose_strategy(gpu, torch.bfloat16, "lora") == "cuda_graph"
-    assert choose_strategy(gpu, torch.float32, "full") == "eager"          # autocast: no graphs
+    assert choose_strategy(gpu, torch.float32, "full") == "eager"          # autocast: not graphed by auto
+    assert choose_strategy(gpu, torch.float32, "full", "cuda_graph") == "cuda_graph"   # but when asked (bisect6)
+    with pytest.raises(ValueError, match="cuda_graph needs"):
+        choose_strategy(gpu, torch.float16, "lora", "cuda_graph")
     assert choose_strategy(gpu, torch.bfloat16, "lora", world_size=2) == "eager"
     assert choose_strategy(cpu, torch.float32, "lora", "compiled") == "compiled"
     with pytest.raises(ValueError, match="cuda_graph needs"):
         choose_strategy(cpu, torch.float32, "lora", "cuda_graph")
+
+
+def test_fp16_loss_scaling_is_never_graphed():
+    from lora_mini.lab.config import TrainConfig
+    from lora_mini.lab.trainer import plan_step
+    model = tiny_model("llama")                                    # float32 weights: autocast on a GPU
+    gpu = torch.device("cuda")                                     # only named: nothing runs on it
+    assert plan_step(model, TrainConfig(precision="fp16"), gpu, method="full").strategy == "eager"
+    with pytest.raises(ValueError, match="cannot run fp16 loss scaling"):
+        plan_step(model, TrainConfig(precision="fp16", strategy="cuda_graph"), gpu, method="full")
+    assert plan_step(model, TrainConfig(precision="bf16", strategy="cuda_graph"), gpu, method="full").strategy == "cuda_graph"
 
 
 def test_budget_stops_and_checkpoints(tmp_path):
