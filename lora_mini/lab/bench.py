@@ -59,6 +59,7 @@ from ..inject import apply_lora
 from ..models import DEFAULT_MODEL, load_model, tiny_model
 from .budget import Budget
 from .checkpoint import atomic_write_text
+from .system import code_version
 from .config import ConfigError, _choice, _int, _num
 from .graphs import GraphedStep, make_adamw
 
@@ -644,17 +645,6 @@ def device_name(device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def code_version() -> str | None:
-    """`git rev-parse --short HEAD` of the checkout this code runs from (None outside git)."""
-    import subprocess
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def describe(cfg: BenchConfig, base, device, rows: list[dict], wall_s: float) -> dict:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -38,6 +37,7 @@ import torch
 
 from .budget import Budget
 from .config import PRESETS, ConfigError, FinetuneConfig, LoraConfig, _int, _num
+from .system import code_version
 
 CHAT_PROMPTS = (
     "What is the capital of France?",
@@ -169,16 +169,6 @@ class Probe:
 
 
 # ----------------------------------------------------------------------------- the record
-
-
-def code_version() -> str | None:
-    """`git rev-parse --short HEAD` of this checkout, or None where there is no git."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def header(cfg: ForgettingConfig, device: str) -> dict:

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from .budget import Budget
+from .system import code_version
 
 SHAPES = {
     "smollm2-135m": dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
@@ -280,15 +281,6 @@ def plot(results: dict, names: dict = NAMES):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def code_version() -> str | None:
-    import subprocess
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def run(cfg: ServeBenchConfig, command: str | None = None) -> dict:

@@ -33,19 +33,26 @@ def free_memory_bytes(device) -> int | None:
     return None
 
 
-def code_version() -> str | None:
-    """The commit the code comes from: `git rev-parse --short HEAD` in the repository, or, where the
-    tree was copied without its .git (the GPU machine), the commit written in runs/code_version.txt
-    by whoever copied it; None if neither says."""
+def _git(root, *args) -> str | None:
+    """stdout of `git -C root ARGS` (stripped; "" when it prints nothing), None when git fails."""
     import subprocess
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[2]
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=10)
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.strip()
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        pass
-    stamp = root / "runs" / "code_version.txt"
-    return stamp.read_text().strip() or None if stamp.is_file() else None
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def code_version(root=None) -> str | None:
+    """The commit the code comes from: `git rev-parse --short HEAD` of the repository, or the commit
+    written in runs/code_version.txt by whoever copied the tree to another machine (the GPU machine)
+    when that copy has no git, or a git that does not know the stamped commit (a stale .git copied
+    along with a newer tree); None if neither says."""
+    from pathlib import Path
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[2]   # the repository
+    stamp_file = root / "runs" / "code_version.txt"
+    stamp = (stamp_file.read_text().strip() or None) if stamp_file.is_file() else None
+    head = _git(root, "rev-parse", "--short", "HEAD") or None
+    if stamp and (head is None or _git(root, "cat-file", "-e", f"{stamp}^{{commit}}") is None):
+        return stamp
+    return head or stamp
