@@ -15,8 +15,8 @@ requires, and how `GraphedStep` provides it:
                             inside the step (the caller's step_fn must respect this)
     optimizer state exists  the first `warmup` steps run eagerly (on a side stream, as PyTorch asks)
     capturable optimizer    AdamW(fused=True, capturable=True) with lr as a tensor (see make_adamw)
-    no autocast             train() refuses cuda_graph with autocast: full fine-tuning with fp32
-                            weights under autocast went NaN after capture on an H200 (not understood)
+    autocast (full FT)      runs graphed when asked for (--strategy cuda_graph); its NaN after a
+                            LoRA run came from the old fast path's strided grad_x (graph_nan/bisect6.py)
 
 The steps stay real training steps: warm-up steps update the weights like any other, capture
 records without running, so the captured step is replayed once right away.
