@@ -178,7 +178,6 @@ def lora_grads(g, saved: tuple, s: float, need=(True, True, True), split_rows: i
         grad_x = (g2 @ W_eff).view(x.shape)                     # g W' = g W + s (g B) A, contiguous
     if need_A:
         sgB = g2 @ (B_ * s)                                     # N × r
-    if need_A:
         grad_A = tn_matmul(sgB, x2, split_rows)                 # r × in
     if need_B:
         grad_B = tn_matmul(g2, hs.reshape(-1, hs.shape[-1]), split_rows)   # out × r
