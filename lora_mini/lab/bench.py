@@ -59,9 +59,9 @@ from ..inject import apply_lora
 from ..models import DEFAULT_MODEL, load_model, tiny_model
 from .budget import Budget
 from .checkpoint import atomic_write_text
-from .system import code_version
 from .config import ConfigError, _choice, _int, _num
 from .graphs import GraphedStep, make_adamw
+from .system import code_version
 
 METHODS = ("full", "peft", "lora_mini", "lora_mini_nosplit", "lora_mini_ref", "lora_mini_low", "peft_gc",
            "peft_gc_liger")

@@ -1,6 +1,7 @@
 """`python -m lora_mini serve-bench`: many LoRA adapters served at once, tokens per second.
 
-    python -m lora_mini serve-bench --shape smollm2-135m --budget-s 170 --out figures/serve_gpu.json
+    python -m lora_mini serve-bench --model smollm2-135m-instruct --budget-s 270 --out figures/serve_gpu.json
+    python -m lora_mini serve-bench --model smollm2-135m-instruct --dtype float32 --out figures/serve_gpu_fp32.json
 
 One base model (the real SmolLM2 with --model, else a random-initialised Llama of the named
 shape), K adapters of rank r on all linear layers (random non-zero B, so they differ), N requests
@@ -12,6 +13,9 @@ shape), K adapters of rank r on all linear layers (random non-zero B, so they di
   peft_one_at_a_time   PEFT, each adapter's requests as their own batch
   peft_unmerged_one    PEFT, one unmerged adapter for all requests
   lora_mini_mixed      lora_mini.multi adapters in the decode loop: one mixed batch, segmented products
+
+--dtype float32 runs everything in float32 (default: bfloat16 on CUDA): slower, but its tokens show
+whether the rows agree when no bf16 rounding can flip a near-tie.
 
 tokens_per_s counts generated tokens over wall time (prompt included); ratio_to_merged is to
 decode_loop, ratio_to_peft to peft_mixed, ratio_to_hf_generate to hf_generate_merged.
