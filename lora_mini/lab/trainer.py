@@ -119,7 +119,8 @@ def model_dtype(precision: str, method: str) -> torch.dtype:
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
-def choose_strategy(device, dtype: torch.dtype, method: str, requested: str = "auto", world_size: int = 1) -> str:
+def choose_strategy(device, dtype: torch.dtype, method: str, requested: str = "auto", world_size: int = 1,
+                    scaler: bool = False) -> str:
     """The step strategy: "eager", "compiled" (torch.compile) or "cuda_graph". THE one policy.
 
     auto: a CUDA graph for one CUDA process whose forward needs no autocast (LoRA on a bf16
@@ -127,16 +128,20 @@ def choose_strategy(device, dtype: torch.dtype, method: str, requested: str = "a
     multiplies by (float32 on a GPU means autocast). cuda_graph with autocast (full fine-tuning with
     float32 masters) runs when asked for: its NaN after a LoRA run in the same process came from the
     fast path's strided grad_x, fixed (figures/graph_nan/bisect6.py, GPU_RUNS.md); auto keeps such runs
-    eager until more than that reproduction has run graphed. fp16 (loss scaling) is never graphed.
+    eager until more than that reproduction has run graphed. scaler (fp16 loss scaling, which checks
+    for inf on the host every step) is never graphed.
     """
     device = torch.device(device)
     one_gpu = device.type == "cuda" and world_size == 1
     if requested == "auto":
-        return "cuda_graph" if one_gpu and dtype == torch.bfloat16 else "eager"
+        return "cuda_graph" if one_gpu and dtype == torch.bfloat16 and not scaler else "eager"
+    if requested == "cuda_graph" and scaler:
+        raise ValueError("strategy cuda_graph cannot run fp16 loss scaling (the scaler checks for inf on the host "
+                         "every step); use --precision bf16, or --strategy eager")
     if requested == "cuda_graph" and not (one_gpu and dtype in (torch.bfloat16, torch.float32)):
         raise ValueError(f"strategy cuda_graph needs one process on a CUDA device with bf16 weights, or float32 "
-                         f"weights under autocast, and no fp16 loss scaling (device={device.type}, world size="
-                         f"{world_size}, dtype={dtype}, method={method}); use --strategy eager")
+                         f"weights under autocast (device={device.type}, world size={world_size}, dtype={dtype}, "
+                         f"method={method}); use --strategy eager")
     if requested not in ("eager", "compiled", "cuda_graph"):
         raise ValueError(f"strategy must be auto, eager, compiled or cuda_graph; got {requested!r}")
     return requested
@@ -177,12 +182,7 @@ def plan_step(model: nn.Module, cfg: TrainConfig, device, world_size: int = 1, m
     requested = cfg.strategy
     if getattr(cfg, "memory", "normal") == "low" and requested == "auto":
         requested = "eager"                        # the low-memory mode recomputes layers: eager steps
-    if scaler and requested == "auto":
-        requested = "eager"
-    if scaler and requested == "cuda_graph":
-        raise ValueError("strategy cuda_graph cannot run fp16 loss scaling (the scaler checks for inf on the host "
-                         "every step); use --precision bf16, or --strategy eager")
-    return StepPlan(choose_strategy(device, dtype, method, requested, world_size), amp_dtype, scaler)
+    return StepPlan(choose_strategy(device, dtype, method, requested, world_size, scaler), amp_dtype, scaler)
 
 
 # ----------------------------------------------------------------------------- small helpers
