@@ -26,9 +26,11 @@ def test_bench_cpu_writes_json_and_plot(tmp_path):
     rows = result["results"]
     assert {(r["method"], r["shape"]) for r in rows} == {(m, s) for m in bench.METHODS for s in ("2x16", "1x8")}
     assert all(r["mode"] == "eager" for r in rows)                   # CPU default: no compile
-    liger = [r for r in rows if r["method"] == "peft_gc_liger"]
+    liger = [r for r in rows if r["method"] in bench.LIGER]
+    assert len(liger) == 2 * 3
     assert all("skipped" in r and ("liger_kernel" in r["skipped"] or "GPU" in r["skipped"]) for r in liger)
-    rows = [r for r in rows if r["method"] != "peft_gc_liger"]
+    assert result["fused_loss_check"] == [] and all(t["value"] is None for t in result["targets_fused"])
+    rows = [r for r in rows if r["method"] not in bench.LIGER]
     for r in rows:
         assert "error" not in r, r
         assert r["step_s"] > 0 and r["tokens_per_s"] > 0 and r["peak_mem_gib"] > 0
@@ -198,6 +200,35 @@ def test_memory_rows_run_eager_only_and_liger_last():
     jobs = bench.plan([(2, 16)], ["eager", "compiled"], ["peft_gc_liger", "full", "lora_mini_low", "peft"])
     assert jobs[-1][0] == "peft_gc_liger" and jobs[-2][0] == "peft_gc_liger"
     assert jobs[0] == ("full", "eager", 2, 16)
+
+
+def test_fused_rows_run_last_eager_and_graphed_only(tmp_path):
+    jobs = bench.plan([(2, 16)], ["eager", "graphed"], ["lora_mini_fused", "full", "full_fused", "lora_mini"])
+    assert [j[0] for j in jobs] == ["full", "lora_mini", "full", "lora_mini", "full_fused", "lora_mini_fused",
+                                    "full_fused", "lora_mini_fused"]
+    cfg = bench.BenchConfig(model="tiny-llama", shapes=((1, 8),), methods=("lora_mini_fused",), modes=("compiled",),
+                            quiet=True)
+    rows = bench.run_all(cfg, bench.load_base("tiny-llama", torch.float32), torch.device("cpu"), bench.Budget(None))
+    assert "inductor fuses" in rows[0]["skipped"]
+
+
+def test_fused_ratios_and_loss_check():
+    rows = [{"method": m, "mode": "eager", "shape": "8x1024", "batch": 8, "seq": 1024, "step_s": t,
+             "tokens_per_s": 8192 / t, "peak_mem_gib": 10.0, "loss_first": loss}
+            for m, t, loss in (("full", 1.0, 10.81), ("lora_mini", 0.9, 10.81), ("peft", 1.5, 10.81),
+                               ("full_fused", 0.8, 10.82), ("lora_mini_fused", 0.6, 10.80))]
+    d = bench.derived(rows)
+    by = {r["method"]: r for r in rows}
+    assert by["lora_mini_fused"]["time_ratio"] == pytest.approx(0.6)                  # to plain full FT
+    assert by["lora_mini_fused"]["time_ratio_same_kernels"] == pytest.approx(0.75)    # to full_fused
+    assert "time_ratio_same_kernels" not in by["lora_mini"]
+    st = {t["metric"]: t for t in d["scale_targets"]}
+    assert st["lora_mini_fused/full step, eager"]["met"] and st["lora_mini_fused/full_fused step, eager"]["met"]
+    assert st["lora_mini_fused/peft tokens_per_s, eager"]["value"] == pytest.approx(2.5)
+    assert st["lora_mini_fused/full step, graphed"]["met"] is None                      # no graphed rows
+    check = {c["method"]: c for c in d["fused_loss_check"]}
+    assert check["lora_mini_fused"]["plain_loss_first"] == 10.81 and check["lora_mini_fused"]["abs_diff"] == 0.01
+    assert check["full_fused"]["abs_diff"] == 0.01
 
 
 def test_scale_targets_are_ratios_of_the_rows():

@@ -295,3 +295,17 @@ def test_memory_check_knows_the_low_memory_mode(monkeypatch):
     with pytest.raises(ConfigError, match="--memory low"):
         finetune.memory_check(model, cfg("normal"), seq=512)
     assert finetune.memory_check(model, cfg("low"), seq=512)["still_needed_bytes"] <= free
+
+
+def test_fused_kernels_are_refused_on_cpu_before_any_step():
+    """--kernels liger needs a GPU: a clear error before training, the model as it was."""
+    from lora_mini.lab.config import ConfigError, TrainConfig
+    model = apply_lora(tiny_model("llama"), "all-linear", r=4, alpha=8)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    data = [{"input_ids": torch.randint(0, 256, (2, 8)), "attention_mask": torch.ones(2, 8, dtype=torch.long),
+             "labels": torch.randint(0, 256, (2, 8))}]
+    with pytest.raises(ValueError, match="on a GPU.*kernels='plain'"):
+        train(model, iter(data * 2), steps=2, batch_size=2, kernels="liger", progress=False)
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
+    with pytest.raises(ConfigError, match="--kernels"):
+        TrainConfig(kernels="triton")

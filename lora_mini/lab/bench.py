@@ -12,6 +12,12 @@ memory, and the ratios to full fine-tuning at the same shape and mode.
               lora_mini_low     lora_mini's low-memory mode (lora_mini/lowmem.py): LoRA-aware
                                 activation checkpointing + chunked linear cross-entropy (eager only)
               peft_gc           PEFT + transformers' gradient checkpointing (use_reentrant=False)
+              full_fused        full FT with fused elementwise kernels (lora_mini/kernels.py: Liger's
+              lora_mini_fused   RMSNorm, SwiGLU, RoPE) and the chunked linear + cross-entropy loss
+                                (lowmem.causal_lm_loss); eager and graphed only (in compiled modes
+                                inductor fuses the same elementwise work itself). time_ratio is to
+                                plain full FT, time_ratio_same_kernels to full_fused; run last (RoPE
+                                is patched for the whole process)
               peft_gc_liger     peft_gc on a model built after liger_kernel's
                                 apply_liger_kernel_to_llama() (fused linear cross-entropy, RMSNorm,
                                 RoPE, SwiGLU); skipped where liger_kernel is missing. Liger patches
@@ -64,9 +70,11 @@ from .graphs import GraphedStep, make_adamw
 from .system import code_version
 
 METHODS = ("full", "peft", "lora_mini", "lora_mini_nosplit", "lora_mini_ref", "lora_mini_low", "peft_gc",
-           "peft_gc_liger")
+           "peft_gc_liger", "full_fused", "lora_mini_fused")
 EAGER_ONLY = ("lora_mini_low", "peft_gc", "peft_gc_liger")   # the memory-saving rows: eager, as practitioners run them
-LORA_MINI = ("lora_mini", "lora_mini_nosplit", "lora_mini_ref", "lora_mini_low")
+FUSED = ("full_fused", "lora_mini_fused")                   # Liger's kernels: eager and graphed modes
+LIGER = ("peft_gc_liger",) + FUSED                          # need liger_kernel and a GPU; run last
+LORA_MINI = ("lora_mini", "lora_mini_nosplit", "lora_mini_ref", "lora_mini_low", "lora_mini_fused")
 PEFT = ("peft", "peft_gc", "peft_gc_liger")
 # SmolLM2's shapes (hidden, layers, heads, kv heads, MLP, vocab; tied embeddings); "tiny" for tests
 SHAPES = {
@@ -125,7 +133,7 @@ def flops_per_token(config, seq: int, r: int, method: str) -> dict:
 # NVIDIA H200 spec sheet: 989 TFLOP/s dense bf16 tensor-core peak (1979 is with 2:4 sparsity)
 H200_BF16_DENSE_PEAK = 989e12
 # whose maths each bench method runs, for flops_per_token (recomputation is not counted: model FLOPs)
-FLOP_METHOD = {"full": "full", "lora_mini": "lora_mini", "lora_mini_nosplit": "lora_mini", "lora_mini_low": "lora_mini",
+FLOP_METHOD = {"full": "full", "full_fused": "full", "lora_mini_fused": "lora_mini", "lora_mini": "lora_mini", "lora_mini_nosplit": "lora_mini", "lora_mini_low": "lora_mini",
                "lora_mini_ref": "lora_mini_ref", "peft": "lora_mini_ref", "peft_gc": "lora_mini_ref",
                "peft_gc_liger": "lora_mini_ref"}
 
@@ -191,7 +199,7 @@ def build(base_model, method: str, r: int, alpha: float, device):
     model = liger_copy(base_model) if method == "peft_gc_liger" else copy.deepcopy(base_model)
     model = model.to(device)
     model.config.use_cache = False
-    if method == "full":
+    if method in ("full", "full_fused"):
         for p in model.parameters():
             p.requires_grad_(True)
     elif method in LORA_MINI:
@@ -205,6 +213,9 @@ def build(base_model, method: str, r: int, alpha: float, device):
                                                  lora_dropout=0.0, task_type="CAUSAL_LM"))
         if method in ("peft_gc", "peft_gc_liger"):
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if method in FUSED:
+        from .. import kernels
+        kernels.fuse(model)
     model.train()
     return model, [p for p in model.parameters() if p.requires_grad]
 
@@ -246,7 +257,7 @@ def make_step(base_model, method, mode, batch, seq, cfg, device, row) -> dict:
     fwd = torch.compile(model, backend=cfg.compile_backend) if mode in ("compiled", "compiled_graphed") else model
 
     def step_fn(inputs):
-        if method == "lora_mini_low":        # chunked linear + cross-entropy: no B×T×vocab logits
+        if method == "lora_mini_low" or method in FUSED:   # chunked linear + cross-entropy: no B×T×vocab logits
             from .. import lowmem
             loss = lowmem.causal_lm_loss(fwd, inputs["ids"], inputs["ids"])
         else:                                # transformers' own loss (Liger's fused one under peft_gc_liger)
@@ -356,12 +367,15 @@ def run_one(base_model, method, mode, batch, seq, cfg, device) -> dict:
     try:
         if mode in GRAPH_MODES and device.type != "cuda":
             raise ValueError(f"mode {mode!r} (CUDA graphs) needs a GPU; use --modes eager on CPU")
-        if method == "peft_gc_liger" and importlib.util.find_spec("liger_kernel") is None:
+        if method in LIGER and importlib.util.find_spec("liger_kernel") is None:
             raise LookupError(LIGER_MISSING)
-        if method == "peft_gc_liger" and device.type != "cuda":
+        if method in LIGER and device.type != "cuda":
             raise LookupError("liger_kernel's Triton kernels need a GPU")
         with fast.fast_path(method != "lora_mini_ref", split_rows=0 if method == "lora_mini_nosplit" else None):
             parts = make_step(base_model, method, mode, batch, seq, cfg, device, row)
+            if method in FUSED:
+                from .. import kernels
+                row["kernels"] = kernels.modules_fused(parts["model"])
             time_steps(parts, cfg, row, device, t0)
             measure_memory(parts, row, device)
             if cfg.profile and parts["graphed"] is None:
@@ -421,8 +435,10 @@ def load_base(name: str, dtype, shape: str | None = None, seed: int = 0):
 
 def add_ratios(rows: list[dict]) -> None:
     """time_ratio of each row to full fine-tuning at the same shape and mode; mem_ratio to full
-    fine-tuning in eager mode at the same shape (graph modes: none, see GRAPH_MEM_NOTE)."""
+    fine-tuning in eager mode at the same shape (graph modes: none, see GRAPH_MEM_NOTE); the fused
+    rows also time_ratio_same_kernels, to full_fused at the same shape and mode."""
     full = {(r["shape"], r["mode"]): r for r in rows if r["method"] == "full" and "step_s" in r}
+    fused_full = {(r["shape"], r["mode"]): r for r in rows if r["method"] == "full_fused" and "step_s" in r}
     for r in rows:
         f = full.get((r["shape"], r["mode"]))
         f_eager = full.get((r["shape"], "eager"))
@@ -431,6 +447,9 @@ def add_ratios(rows: list[dict]) -> None:
             r["mem_ratio"] = r["peak_mem_gib"] / f_eager["peak_mem_gib"]
         else:
             r.pop("mem_ratio", None)
+        ff = fused_full.get((r["shape"], r["mode"]))
+        if ff and "step_s" in r and r["method"] in FUSED:
+            r["time_ratio_same_kernels"] = r["step_s"] / ff["step_s"]
         if f and "step_s" in r:
             r["time_ratio"] = r["step_s"] / f["step_s"]
             if r.get("call", 1) != f.get("call", 1):
@@ -471,7 +490,8 @@ def check_scale_targets(rows: list[dict]) -> list[dict]:
     """The targets at a large shape, for the largest shape in rows (None where a row is missing):
     lora_mini ≤ 0.75 × full FT's step (eager, graphed, compiled); lora_mini tokens/s ≥ 2.0 × PEFT's
     eager and ≥ 1.6 × compiled; lora_mini_low peak ≤ peft_gc_liger's, step ≤ 0.8 × peft_gc_liger's
-    and ≤ 1.35 × lora_mini's eager step."""
+    and ≤ 1.35 × lora_mini's eager step. The same step and PEFT targets for lora_mini_fused, against
+    plain full FT and against full_fused (the same kernels on both sides)."""
     shapes = sorted({(r["batch"] * r["seq"], r["shape"]) for r in rows})
     if not shapes:
         return []
@@ -487,6 +507,12 @@ def check_scale_targets(rows: list[dict]) -> list[dict]:
                 "<=", 0.8),
                ("lora_mini_low/lora_mini step, eager", "lora_mini_low", "eager", "lora_mini", "eager", "step_s",
                 "<=", 1.35)]
+    for m in ("eager", "graphed"):       # the fused kernels, against plain full FT and against the same kernels
+        wanted += [(f"lora_mini_fused/full step, {m}", "lora_mini_fused", m, "full", m, "step_s", "<=", 0.75),
+                   (f"lora_mini_fused/full_fused step, {m}", "lora_mini_fused", m, "full_fused", m, "step_s",
+                    "<=", 0.75)]
+    wanted.append(("lora_mini_fused/peft tokens_per_s, eager", "lora_mini_fused", "eager", "peft", "eager",
+                   "tokens_per_s", ">=", 2.0))
     out = []
     for name, a, ma, b, mb, key, op, limit in wanted:
         v = _ratio(rows, big, a, ma, b, mb, key)
@@ -495,17 +521,42 @@ def check_scale_targets(rows: list[dict]) -> list[dict]:
     return out
 
 
+def fused_loss_check(rows: list[dict]) -> list[dict]:
+    """Each fused row's first loss beside its plain method's (same weights, inputs, shape and mode).
+
+    The fused kernels and the chunked loss compute the same maths in other kernels: the two losses
+    differ only by bf16 rounding."""
+    out = []
+    for r in rows:
+        if r["method"] not in FUSED or "loss_first" not in r:
+            continue
+        plain = r["method"].removesuffix("_fused")
+        p = next((q for q in rows if (q["method"], q["mode"], q["shape"]) == (plain, r["mode"], r["shape"])
+                  and "loss_first" in q), None)
+        if p is not None:
+            out.append({"method": r["method"], "mode": r["mode"], "shape": r["shape"], "loss_first": r["loss_first"],
+                        "plain_loss_first": p["loss_first"], "abs_diff": round(abs(r["loss_first"] - p["loss_first"]), 4)})
+    return out
+
+
+def derived(rows: list[dict]) -> dict:
+    """Everything the result derives from its rows (re-derived by load and merge_results)."""
+    add_ratios(rows)
+    return {"targets": check_targets(rows), "targets_fused": check_targets(rows, "lora_mini_fused"),
+            "scale_targets": check_scale_targets(rows), "fused_loss_check": fused_loss_check(rows)}
+
+
 def plan(shapes, modes, methods) -> list[tuple]:
     """Order of work, most important first (a time budget cuts from the end): every eager and
     CUDA-graph run (cheap), then compiled full FT and lora_mini at each shape, then compiled
-    PEFT, straightforward and no-split LoRA; peft_gc_liger last of all (Liger patches
-    transformers' Llama classes for the rest of the process)."""
+    PEFT, straightforward and no-split LoRA; the Liger rows last of all (Liger patches
+    transformers' Llama RoPE, and for peft_gc_liger its classes, for the rest of the process)."""
     order = ("full", "lora_mini", "peft", "lora_mini_low", "peft_gc", "lora_mini_ref", "lora_mini_nosplit",
-             "peft_gc_liger")
+             "full_fused", "lora_mini_fused", "peft_gc_liger")
 
     def key(job):
         m, mode, b, t = job
-        tier = 3 if m == "peft_gc_liger" else 0 if "compiled" not in mode else 1 if m in ("full", "lora_mini") else 2
+        tier = 3 if m in LIGER else 0 if "compiled" not in mode else 1 if m in ("full", "lora_mini") else 2
         return (tier, MODES.index(mode), shapes.index((b, t)), order.index(m))
     return sorted(((m, mode, b, t) for mode in modes for (b, t) in shapes for m in methods), key=key)
 
@@ -623,6 +674,11 @@ def run_all(cfg: BenchConfig, base, device, budget: Budget, done: set = frozense
                          "skipped": f"{method} is measured in eager mode only (the memory-saving setting as "
                                     "people run it)"})
             continue
+        if method in FUSED and "compiled" in mode:
+            rows.append({"method": method, "mode": mode, "batch": b, "seq": t, "shape": f"{b}x{t}",
+                         "skipped": f"{method} is measured eager and graphed: in compiled modes inductor fuses "
+                                    "the same elementwise work itself"})
+            continue
         if not budget.fits(guess):
             rows.append({"method": method, "mode": mode, "batch": b, "seq": t, "shape": f"{b}x{t}",
                          "skipped": f"time budget ({cfg.budget_s:g} s) would be exceeded"})
@@ -649,7 +705,6 @@ def device_name(device) -> str:
 
 def describe(cfg: BenchConfig, base, device, rows: list[dict], wall_s: float) -> dict:
     """The result dict: the setting, the rows with their ratios, FLOP accounting and the targets."""
-    add_ratios(rows)
     mcfg = base.config
     result = {
         "command": cfg.command, "script": cfg.script, "config": cfg.to_dict(),
@@ -675,8 +730,7 @@ def describe(cfg: BenchConfig, base, device, rows: list[dict], wall_s: float) ->
         result["flops_per_token"] = {"seq": seq, **flops,
                                      "ratio_lora_fast": flops["lora_mini"]["total"] / flops["full"]["total"],
                                      "ratio_lora_naive": flops["lora_mini_ref"]["total"] / flops["full"]["total"]}
-    result["targets"] = check_targets(rows)
-    result["scale_targets"] = check_scale_targets(rows)
+    result.update(derived(rows))
     return result
 
 
@@ -705,9 +759,7 @@ def load(path) -> dict:
     """A bench JSON with its ratios and targets re-derived by the current rules (the measured rows
     are not changed; e.g. files written before GRAPH_MEM_NOTE still hold graph-mode peaks)."""
     result = json.loads(Path(path).read_text())
-    add_ratios(result["results"])
-    result["targets"] = check_targets(result["results"])
-    result["scale_targets"] = check_scale_targets(result["results"])
+    result.update(derived(result["results"]))
     return result
 
 
@@ -728,9 +780,7 @@ def merge_results(old: dict, new: dict) -> dict:
     key = lambda r: (r["method"], r["mode"], r["shape"])   # noqa: E731
     fresh = {key(r) for r in new["results"]}
     rows = [r for r in old["results"] if key(r) not in fresh] + [{**r, "call": len(commands)} for r in new["results"]]
-    add_ratios(rows)
-    merged = {**new, "results": rows, "targets": check_targets(rows), "scale_targets": check_scale_targets(rows),
-              "commands": commands,
+    merged = {**new, "results": rows, **derived(rows), "commands": commands,
               "scripts": old.get("scripts", [old.get("script")]) + [new.get("script")],
               "configs": old.get("configs", [old.get("config")]) + [new.get("config")],
               "wall_s": round(old.get("wall_s", 0) + new["wall_s"], 1)}
@@ -765,13 +815,16 @@ def plot(result: dict, path=None, title: str | None = None):
     groups = sorted({(r["batch"] * r["seq"], r["shape"], r["mode"]) for r in rows},
                     key=lambda g: (-g[0], MODES.index(g[2]) if g[2] in MODES else len(MODES)))
     methods = [m for m in ("full", "peft", "peft_gc", "peft_gc_liger", "lora_mini_ref", "lora_mini_nosplit",
-                           "lora_mini", "lora_mini_low") if any(r["method"] == m for r in rows)]
+                           "lora_mini", "lora_mini_low", "full_fused", "lora_mini_fused")
+               if any(r["method"] == m for r in rows)]
     names = {"full": "full FT", "peft": "PEFT LoRA", "lora_mini_ref": "lora_mini (straightforward)",
              "lora_mini_nosplit": "lora_mini (fast, no split-K)",
              "lora_mini": "lora_mini (fast path)", "lora_mini_low": "lora_mini (low memory)",
-             "peft_gc": "PEFT + checkpointing", "peft_gc_liger": "PEFT + checkpointing + Liger"}
+             "peft_gc": "PEFT + checkpointing", "peft_gc_liger": "PEFT + checkpointing + Liger",
+             "full_fused": "full FT + fused kernels", "lora_mini_fused": "lora_mini + fused kernels"}
     colors = {"full": "0.55", "peft": "tab:orange", "lora_mini_ref": "tab:blue", "lora_mini_nosplit": "tab:olive",
-              "lora_mini": "tab:green", "lora_mini_low": "tab:cyan", "peft_gc": "tab:red", "peft_gc_liger": "tab:purple"}
+              "lora_mini": "tab:green", "lora_mini_low": "tab:cyan", "peft_gc": "tab:red", "peft_gc_liger": "tab:purple",
+              "full_fused": "0.3", "lora_mini_fused": "darkgreen"}
     fig, axes = plt.subplots(2, 1, figsize=(max(8.0, 1.25 * len(groups) + 2), 7.5))
     width = 0.8 / max(len(methods), 1)
     for ax, key, label, targets in ((axes[0], "time_ratio", "step time / full FT", (0.85,)),

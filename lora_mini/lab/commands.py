@@ -53,6 +53,8 @@ def add_arguments(p) -> None:
     g.add_argument("--budget", type=float, default=None, help="stop after this many seconds of training (checkpoint)")
     g.add_argument("--memory", choices=["normal", "low"], default="normal",
                    help="low: layer checkpointing + chunked loss for a small GPU (lora_mini.lowmem; eager steps)")
+    g.add_argument("--kernels", choices=["plain", "liger"], default="plain",
+                   help="liger: fused RMSNorm/SwiGLU/RoPE Triton kernels (lora_mini.kernels; needs liger-kernel, a GPU)")
     g = p.add_argument_group("the addition task (when --data is not given)")
     g.add_argument("--digits", default=None, help="operand digits 'lo,hi', e.g. 2,3; "
                    + _preset_default(lambda c: ",".join(map(str, c.task.digits))))
@@ -110,7 +112,7 @@ def config_from_args(args) -> FinetuneConfig:
     train = replace(base.train, **{k: v for k, v in given.items() if v is not None}, schedule=args.schedule,
                     weight_decay=args.weight_decay, grad_clip=args.grad_clip, seed=args.seed, strategy=strategy,
                     precision=args.precision, budget_s=args.budget, checkpoint_every=args.checkpoint_every,
-                    memory=args.memory)
+                    memory=args.memory, kernels=args.kernels)
     task_given = {"digits": _digits(args.digits), "n_train": args.n_train, "n_test": args.n_test}
     task = replace(base.task, **{k: v for k, v in task_given.items() if v is not None}, n_val=args.n_val)
     data = None

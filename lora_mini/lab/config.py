@@ -89,6 +89,7 @@ class TrainConfig:
     checkpoint_every: int = 0        # 0: no periodic checkpoints
     on_nonfinite: str = "stop"       # "stop": a NaN/Inf loss raises NonFiniteLoss; "continue": record it (LR sweeps)
     memory: str = "normal"           # "low": layer checkpointing + chunked loss (lora_mini.lowmem), eager steps
+    kernels: str = "plain"           # "liger": fused RMSNorm / SwiGLU / RoPE Triton kernels (lora_mini.kernels; GPU)
 
     def __post_init__(self):
         _int("--steps", self.steps)
@@ -109,6 +110,7 @@ class TrainConfig:
         _int("--checkpoint-every", self.checkpoint_every, low=0, what="a non-negative integer (0: never)")
         _choice("on_nonfinite", self.on_nonfinite, ("stop", "continue"))
         _choice("--memory", self.memory, ("normal", "low"))
+        _choice("--kernels", self.kernels, ("plain", "liger"))
         if self.memory == "low" and self.strategy in ("compiled", "cuda_graph"):
             raise ConfigError(f"--memory low runs eager steps (it recomputes layers in the backward); "
                               f"drop --strategy {self.strategy} or use --strategy eager")

@@ -242,6 +242,9 @@ class Trainer:
         if not self.params:
             raise ValueError("train: the model has no trainable parameters (requires_grad=False everywhere)")
         self.device = self.params[0].device
+        if cfg.kernels == "liger":
+            from .. import kernels
+            kernels.fuse(model)                    # checks first (GPU, Llama, liger_kernel): a clear error, nothing changed
         self.rank, self.world = dist_info()
         method = "full" if all(p.requires_grad for p in model.parameters()) else "lora"
         self.plan = plan_step(model, cfg, self.device, self.world, method)
@@ -476,7 +479,7 @@ class Trainer:
 
 _TRAIN_SETTINGS = {"steps", "lr", "batch_size", "warmup_steps", "schedule", "weight_decay", "grad_clip",
                    "seed", "log_every", "eval_every", "budget_s", "strategy", "precision", "autocast",
-                   "checkpoint_every", "on_nonfinite", "memory"}
+                   "checkpoint_every", "on_nonfinite", "memory", "kernels"}
 
 
 def train(model: nn.Module, batches, *, optimizer=None, eval_fn=None, checkpoint_dir=None,
