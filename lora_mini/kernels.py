@@ -47,7 +47,7 @@ def check(model: nn.Module) -> None:
     devices = _devices(model)
     if devices != {"cuda"}:
         raise ValueError(f"kernels='liger' runs Triton kernels on a GPU; the model is on "
-                         f"{', '.join(sorted(devices))}: move it with model.to('cuda') or use kernels='plain'")
+                         f"{', '.join(sorted(devices))}: move it with model.to('cuda') (--device cuda) or use kernels='plain'")
     if importlib.util.find_spec("liger_kernel") is None:
         raise ModuleNotFoundError(INSTALL)
 

@@ -288,3 +288,27 @@ def test_plot_scale_and_memory_time_draw():
             {"method": "lora_mini_low", "step_s": 0.3, "peak_mem_gib": 5.0}]
     fig = bench.plot_memory_time(rows, {"full": "full FT"})
     assert len(fig.axes[0].collections) == 2 and fig.axes[0].texts[0].get_text() == "full FT"
+
+
+def test_fused_rows_plumbing_on_cpu(tmp_path, monkeypatch):
+    """The fused rows' loss path (chunked linear + cross-entropy, tied head training under full FT) and
+    their ratios, with Liger's kernels stubbed out (they need a GPU; tests/test_kernels.py covers them there)."""
+    from lora_mini import kernels
+    monkeypatch.setattr(bench, "liger_missing", lambda device: None)
+    monkeypatch.setattr(kernels, "fuse", lambda model: setattr(model, "_lora_mini_kernels", "liger") or model)
+    monkeypatch.setattr(kernels, "modules_fused", lambda model: {"rms_norm": -1, "swiglu": -1})
+    args = _args(tmp_path, shapes="2x16", methods="full,lora_mini,full_fused,lora_mini_fused")
+    args.model, args.shape = None, "tiny"
+    assert bench.main(args) == 0
+    result = json.loads((tmp_path / "b.json").read_text())
+    rows = {r["method"]: r for r in result["results"]}
+    assert all("error" not in r and "skipped" not in r for r in rows.values()), rows
+    assert rows["full_fused"]["kernels"] == {"rms_norm": -1, "swiglu": -1}
+    assert rows["full_fused"]["trainable_params"] == rows["full"]["trainable_params"]
+    assert rows["full_fused"]["time_ratio_same_kernels"] == 1.0
+    assert rows["lora_mini_fused"]["time_ratio_same_kernels"] == pytest.approx(
+        rows["lora_mini_fused"]["step_s"] / rows["full_fused"]["step_s"])
+    check = {c["method"]: c for c in result["fused_loss_check"]}
+    assert set(check) == {"full_fused", "lora_mini_fused"}
+    assert all(c["abs_diff"] < 1e-3 for c in check.values()), check        # the chunked loss = the model's own
+    assert {t["metric"] for t in result["targets_fused"]} == {"time_ratio", "mem_ratio"}

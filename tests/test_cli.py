@@ -167,3 +167,12 @@ def test_beyond_command_is_listed_and_every_option_has_help():
     p = sub.choices["beyond"]
     assert all(action.help for action in p._actions), [a.dest for a in p._actions if not a.help]
     assert p.description.startswith("chapter 8's runs") and "--parts" in p.format_help()
+
+
+def test_fused_kernels_on_cpu_fail_before_loading(tmp_path, capsys, monkeypatch):
+    from lora_mini.lab import commands
+    monkeypatch.setattr(commands, "load_base", lambda *a, **k: pytest.fail("the model must not load"))
+    assert run(tmp_path, "--steps", "2", "--kernels", "liger") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--kernels liger" in err[0] and "--device cuda" in err[0], err
+    assert not (tmp_path / "out").exists()

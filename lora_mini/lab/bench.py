@@ -358,6 +358,15 @@ def profile_step(step, device, top: int = 20) -> dict:
                      "share": round(getattr(e, attr) / total, 4) if total else None} for e in ev[:top]]}
 
 
+def liger_missing(device) -> str | None:
+    """Why the Liger rows cannot run here (None: they can)."""
+    if importlib.util.find_spec("liger_kernel") is None:
+        return LIGER_MISSING
+    if device.type != "cuda":
+        return "liger_kernel's Triton kernels need a GPU"
+    return None
+
+
 def run_one(base_model, method, mode, batch, seq, cfg, device) -> dict:
     """Time one (method, mode, shape) configuration. Raises on failure (the caller records it)."""
     row = {"method": method, "mode": mode, "batch": batch, "seq": seq, "shape": f"{batch}x{seq}"}
@@ -367,10 +376,9 @@ def run_one(base_model, method, mode, batch, seq, cfg, device) -> dict:
     try:
         if mode in GRAPH_MODES and device.type != "cuda":
             raise ValueError(f"mode {mode!r} (CUDA graphs) needs a GPU; use --modes eager on CPU")
-        if method in LIGER and importlib.util.find_spec("liger_kernel") is None:
-            raise LookupError(LIGER_MISSING)
-        if method in LIGER and device.type != "cuda":
-            raise LookupError("liger_kernel's Triton kernels need a GPU")
+        why = liger_missing(device) if method in LIGER else None
+        if why:
+            raise LookupError(why)
         with fast.fast_path(method != "lora_mini_ref", split_rows=0 if method == "lora_mini_nosplit" else None):
             parts = make_step(base_model, method, mode, batch, seq, cfg, device, row)
             if method in FUSED:
