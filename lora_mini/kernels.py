@@ -16,6 +16,8 @@ and backward, computing the same maths:
     check(model)    the same checks fuse makes, without changing anything: a clear error if
                     liger_kernel is missing, the model is not on a CUDA device, or it is not a
                     Llama-style model with SwiGLU MLPs and RMSNorm.
+    with scoped():  fuse inside the block; on leaving, transformers' RoPE function is the plain one
+                    again (to time plain and fused models in one process).
 
 The plain PyTorch reference is the model's own code (transformers' LlamaRMSNorm, LlamaMLP and
 apply_rotary_pos_emb); the bench compares loss and step time of both on the GPU, and
@@ -23,6 +25,7 @@ tests/test_kernels.py compares losses and gradients there (skipped without CUDA 
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 
 import torch.nn as nn
@@ -74,16 +77,30 @@ def fuse(model: nn.Module) -> nn.Module:
     return model
 
 
+@contextlib.contextmanager
+def scoped():
+    """transformers' Llama RoPE function as it was before the block, whatever fuse did inside it."""
+    from transformers.models.llama import modeling_llama
+    saved = modeling_llama.apply_rotary_pos_emb
+    try:
+        yield
+    finally:
+        modeling_llama.apply_rotary_pos_emb = saved
+
+
 def fused(model: nn.Module) -> bool:
     """Whether fuse(model) ran on this model."""
     return getattr(model, "_lora_mini_kernels", "plain") == "liger"
 
 
 def modules_fused(model: nn.Module) -> dict:
-    """How many RMSNorm / MLP modules of the model run Liger's forward (for the record)."""
+    """How many RMSNorm / MLP modules of the model run Liger's forward, and whether transformers'
+    Llama RoPE function is Liger's now (for the record)."""
+    from transformers.models.llama import modeling_llama
     counts = {"rms_norm": 0, "swiglu": 0}
     for m in _body(model).modules():
         name = m._get_name()
         counts["rms_norm"] += name == "LigerRMSNorm"
         counts["swiglu"] += name == "LigerSwiGLUMLP"
+    counts["rope"] = modeling_llama.apply_rotary_pos_emb.__module__.startswith("liger_kernel")
     return counts

@@ -202,10 +202,11 @@ def test_memory_rows_run_eager_only_and_liger_last():
     assert jobs[0] == ("full", "eager", 2, 16)
 
 
-def test_fused_rows_run_last_eager_and_graphed_only(tmp_path):
-    jobs = bench.plan([(2, 16)], ["eager", "graphed"], ["lora_mini_fused", "full", "full_fused", "lora_mini"])
-    assert [j[0] for j in jobs] == ["full", "lora_mini", "full", "lora_mini", "full_fused", "lora_mini_fused",
-                                    "full_fused", "lora_mini_fused"]
+def test_fused_rows_run_eager_and_graphed_only_before_compiled_rows(tmp_path):
+    jobs = bench.plan([(2, 16)], ["eager", "compiled"], ["lora_mini_fused", "full", "peft_gc_liger", "full_fused"])
+    assert [j[:2] for j in jobs] == [("full", "eager"), ("full_fused", "eager"), ("lora_mini_fused", "eager"),
+                                     ("full", "compiled"), ("full_fused", "compiled"), ("lora_mini_fused", "compiled"),
+                                     ("peft_gc_liger", "eager"), ("peft_gc_liger", "compiled")]
     cfg = bench.BenchConfig(model="tiny-llama", shapes=((1, 8),), methods=("lora_mini_fused",), modes=("compiled",),
                             quiet=True)
     rows = bench.run_all(cfg, bench.load_base("tiny-llama", torch.float32), torch.device("cpu"), bench.Budget(None))
@@ -296,14 +297,14 @@ def test_fused_rows_plumbing_on_cpu(tmp_path, monkeypatch):
     from lora_mini import kernels
     monkeypatch.setattr(bench, "liger_missing", lambda device: None)
     monkeypatch.setattr(kernels, "fuse", lambda model: setattr(model, "_lora_mini_kernels", "liger") or model)
-    monkeypatch.setattr(kernels, "modules_fused", lambda model: {"rms_norm": -1, "swiglu": -1})
+    monkeypatch.setattr(kernels, "modules_fused", lambda model: {"rms_norm": -1, "swiglu": -1, "rope": False})
     args = _args(tmp_path, shapes="2x16", methods="full,lora_mini,full_fused,lora_mini_fused")
     args.model, args.shape = None, "tiny"
     assert bench.main(args) == 0
     result = json.loads((tmp_path / "b.json").read_text())
     rows = {r["method"]: r for r in result["results"]}
     assert all("error" not in r and "skipped" not in r for r in rows.values()), rows
-    assert rows["full_fused"]["kernels"] == {"rms_norm": -1, "swiglu": -1}
+    assert rows["full_fused"]["kernels"] == {"rms_norm": -1, "swiglu": -1, "rope": False}
     assert rows["full_fused"]["trainable_params"] == rows["full"]["trainable_params"]
     assert rows["full_fused"]["time_ratio_same_kernels"] == 1.0
     assert rows["lora_mini_fused"]["time_ratio_same_kernels"] == pytest.approx(

@@ -29,7 +29,15 @@ def test_check_refuses_what_it_cannot_fuse_and_changes_nothing():
         kernels.check(tiny_model("gpt2"))
     with pytest.raises(ValueError, match="activation is 'gelu'"):
         kernels.check(tiny_model("llama", hidden_act="gelu"))
-    assert kernels.modules_fused(llama) == {"rms_norm": 0, "swiglu": 0}
+    assert kernels.modules_fused(llama) == {"rms_norm": 0, "swiglu": 0, "rope": False}
+
+
+def test_scoped_restores_the_rope_function():
+    from transformers.models.llama import modeling_llama
+    plain = modeling_llama.apply_rotary_pos_emb
+    with kernels.scoped():
+        modeling_llama.apply_rotary_pos_emb = lambda *a: a           # what Liger's patch does, in effect
+    assert modeling_llama.apply_rotary_pos_emb is plain
 
 
 def test_check_names_the_missing_package(monkeypatch):
@@ -63,10 +71,11 @@ def test_fused_kernels_give_the_plain_loss_and_gradients(dtype, tol, lora):
         plain.requires_grad_(True)
     fused = copy.deepcopy(plain)
     ids = torch.randint(0, plain.config.vocab_size, (2, 32), device="cuda")
-    ref_loss, ref_grads = _loss_and_grads(plain, ids, chunked=False)   # before fuse: it patches RoPE process-wide
-    kernels.fuse(fused)
-    assert kernels.fused(fused) and kernels.modules_fused(fused) == {"rms_norm": 5, "swiglu": 2}
-    loss, grads = _loss_and_grads(fused, ids, chunked=True)
+    ref_loss, ref_grads = _loss_and_grads(plain, ids, chunked=False)
+    with kernels.scoped():                                             # fuse patches RoPE process-wide
+        kernels.fuse(fused)
+        assert kernels.fused(fused) and kernels.modules_fused(fused) == {"rms_norm": 5, "swiglu": 2, "rope": True}
+        loss, grads = _loss_and_grads(fused, ids, chunked=True)
     assert abs(loss.item() - ref_loss.item()) <= tol * abs(ref_loss.item())
     assert grads.keys() == ref_grads.keys() and grads
     for n, g in grads.items():

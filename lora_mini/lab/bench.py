@@ -16,8 +16,8 @@ memory, and the ratios to full fine-tuning at the same shape and mode.
               lora_mini_fused   RMSNorm, SwiGLU, RoPE) and the chunked linear + cross-entropy loss
                                 (lowmem.causal_lm_loss); eager and graphed only (in compiled modes
                                 inductor fuses the same elementwise work itself). time_ratio is to
-                                plain full FT, time_ratio_same_kernels to full_fused; run last (RoPE
-                                is patched for the whole process)
+                                plain full FT, time_ratio_same_kernels to full_fused (RoPE, which
+                                Liger patches for the process, is restored after each fused row)
               peft_gc_liger     peft_gc on a model built after liger_kernel's
                                 apply_liger_kernel_to_llama() (fused linear cross-entropy, RMSNorm,
                                 RoPE, SwiGLU); skipped where liger_kernel is missing. Liger patches
@@ -45,6 +45,7 @@ The default output is runs/bench/; the committed figures/bench_gpu.json is writt
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import importlib
@@ -73,7 +74,7 @@ METHODS = ("full", "peft", "lora_mini", "lora_mini_nosplit", "lora_mini_ref", "l
            "peft_gc_liger", "full_fused", "lora_mini_fused")
 EAGER_ONLY = ("lora_mini_low", "peft_gc", "peft_gc_liger")   # the memory-saving rows: eager, as practitioners run them
 FUSED = ("full_fused", "lora_mini_fused")                   # Liger's kernels: eager and graphed modes
-LIGER = ("peft_gc_liger",) + FUSED                          # need liger_kernel and a GPU; run last
+LIGER = ("peft_gc_liger",) + FUSED                          # need liger_kernel and a GPU
 LORA_MINI = ("lora_mini", "lora_mini_nosplit", "lora_mini_ref", "lora_mini_low", "lora_mini_fused")
 PEFT = ("peft", "peft_gc", "peft_gc_liger")
 # SmolLM2's shapes (hidden, layers, heads, kv heads, MLP, vocab; tied embeddings); "tiny" for tests
@@ -379,10 +380,11 @@ def run_one(base_model, method, mode, batch, seq, cfg, device) -> dict:
         why = liger_missing(device) if method in LIGER else None
         if why:
             raise LookupError(why)
-        with fast.fast_path(method != "lora_mini_ref", split_rows=0 if method == "lora_mini_nosplit" else None):
+        from .. import kernels                # the fused rows leave transformers' RoPE as they found it
+        with kernels.scoped() if method in FUSED else contextlib.nullcontext(), \
+                fast.fast_path(method != "lora_mini_ref", split_rows=0 if method == "lora_mini_nosplit" else None):
             parts = make_step(base_model, method, mode, batch, seq, cfg, device, row)
             if method in FUSED:
-                from .. import kernels
                 row["kernels"] = kernels.modules_fused(parts["model"])
             time_steps(parts, cfg, row, device, t0)
             measure_memory(parts, row, device)
@@ -557,14 +559,14 @@ def derived(rows: list[dict]) -> dict:
 def plan(shapes, modes, methods) -> list[tuple]:
     """Order of work, most important first (a time budget cuts from the end): every eager and
     CUDA-graph run (cheap), then compiled full FT and lora_mini at each shape, then compiled
-    PEFT, straightforward and no-split LoRA; the Liger rows last of all (Liger patches
-    transformers' Llama RoPE, and for peft_gc_liger its classes, for the rest of the process)."""
+    PEFT, straightforward and no-split LoRA; peft_gc_liger last of all (Liger patches
+    transformers' Llama classes for the rest of the process; the fused rows restore what they patch)."""
     order = ("full", "lora_mini", "peft", "lora_mini_low", "peft_gc", "lora_mini_ref", "lora_mini_nosplit",
              "full_fused", "lora_mini_fused", "peft_gc_liger")
 
     def key(job):
         m, mode, b, t = job
-        tier = 3 if m in LIGER else 0 if "compiled" not in mode else 1 if m in ("full", "lora_mini") else 2
+        tier = 3 if m == "peft_gc_liger" else 0 if "compiled" not in mode else 1 if m in ("full", "lora_mini") else 2
         return (tier, MODES.index(mode), shapes.index((b, t)), order.index(m))
     return sorted(((m, mode, b, t) for mode in modes for (b, t) in shapes for m in methods), key=key)
 
