@@ -9,7 +9,13 @@ per token. Here every tensor a step touches is allocated once (the caches, the t
 cache-slot buffers), so one step has fixed shapes and is captured once as a CUDA graph and then
 replayed (on the CPU it runs eagerly). The forward is written out from the module's own weights:
 RMSNorm, rotary embeddings (the model's own table, so its rope_theta), grouped-query attention
-over the cache, SwiGLU; q/k/v and gate/up can be fused into one GEMM each (`fuse`, default on CUDA).
+over the cache, SwiGLU. Each op is the one transformers runs with its static cache, in the same
+order and shapes (the prompt attends causally to its own keys; a step attends to the whole cache
+through a mask, the key/value heads repeated for the query heads), so in bfloat16 the logits are
+the same bits as transformers' `generate(cache_implementation="static")` with a cache of the same
+length (tests/test_generate_static.py, on the CPU), not merely close. `fuse=True` makes q/k/v and
+gate/up one GEMM each: fewer kernels, but GEMMs of other shapes (on a GPU cuBLAS picks its kernel by
+shape) may round differently, so it is off by default.
 
 LoRA: merged or disabled LoRA layers read as their W. MultiLoRALinear layers (lora_mini.multi)
 add their adapters: the batch's rows are laid out sorted by adapter, each adapter's rows one
@@ -152,6 +158,14 @@ def _rms(x, norm):
     return norm.weight * h.to(x.dtype)
 
 
+def _repeat_kv(x, G: int):
+    """(n, kv heads, L, hd) -> (n, kv heads · G, L, hd), each kv head once per query head it serves."""
+    if G == 1:
+        return x
+    n, h, L, d = x.shape
+    return x[:, :, None].expand(n, h, G, L, d).reshape(n, h * G, L, d)
+
+
 def _rotate(x, cos, sin):
     x1, x2 = x.chunk(2, dim=-1)
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
@@ -175,8 +189,9 @@ class StaticDecoder:
 
     The model's MultiLoRALinear layers (if any) are read as they are set when the decoder is built
     (use_adapter(model, index) first: one adapter per prompt, or an int for all). fuse: one GEMM
-    for q/k/v and one for gate/up (copies those weights; default on CUDA). graph: replay each
-    decode step as a CUDA graph (default on CUDA).
+    for q/k/v and one for gate/up (copies those weights; off by default: other GEMM shapes may round
+    differently from transformers in bf16). graph: replay each decode step as a CUDA graph (default on CUDA).
+    A prompt of T tokens and n new ones need max_len ≥ T + n − 1 (the last token is not cached).
     """
 
     @torch.no_grad()
@@ -196,7 +211,7 @@ class StaticDecoder:
         self.graph = cuda if graph is None else bool(graph)
         if self.graph and not cuda:
             raise ValueError("graph=True needs the model on a CUDA device")
-        fuse = cuda if fuse is None else fuse
+        fuse = False if fuse is None else fuse
         self.blocks = [self._block_groups(layer, L, fuse) for layer in model.model.layers]
         shape = (self.rows, self.nkv, max_len, self.hd)
         self.k = [torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in self.blocks]
@@ -228,31 +243,35 @@ class StaticDecoder:
                 out.update(zip(g, group(x)))
         return [out[n] for n in names]
 
-    def _attend(self, i, q, k, v, allowed, slots):
+    def _attend(self, i, q, k, v, allowed, slots, causal: bool):
+        """Attention of (n, T) queries; writes k, v to the cache at `slots`. causal: the prompt without
+        padding attends to its own T keys (is_causal), else the whole cache through `allowed`."""
         n, T = q.shape[:2]
-        q = q.view(n, T, self.nh, self.hd).transpose(1, 2)
-        k = k.view(n, T, self.nkv, self.hd).transpose(1, 2)
+        q = q.view(n, T, self.nh, self.hd).transpose(1, 2)                   # (n, heads, T, hd)
+        k = k.view(n, T, self.nkv, self.hd).transpose(1, 2)                  # (n, kv heads, T, hd)
         v = v.view(n, T, self.nkv, self.hd).transpose(1, 2)
         q, k = _rotate(q, self.c, self.s), _rotate(k, self.c, self.s)
         self.k[i].index_copy_(2, slots, k)
         self.v[i].index_copy_(2, slots, v)
         G = self.nh // self.nkv                                               # query heads per kv head
-        s = torch.matmul(q.reshape(n, self.nkv, G * T, self.hd), self.k[i].transpose(-1, -2)) * self.scale
-        s = s.view(n, self.nkv, G, T, -1).float().masked_fill(~allowed, torch.finfo(torch.float32).min)
-        p = torch.softmax(s, dim=-1).to(self.dtype).view(n, self.nkv, G * T, -1)
-        o = torch.matmul(p, self.v[i]).view(n, self.nh, T, self.hd)
+        if causal:
+            gqa = {"enable_gqa": True} if G > 1 else {}
+            o = F.scaled_dot_product_attention(q, k, v, scale=self.scale, is_causal=True, **gqa)
+        else:
+            o = F.scaled_dot_product_attention(q, _repeat_kv(self.k[i], G), _repeat_kv(self.v[i], G),
+                                               attn_mask=allowed, scale=self.scale)
         return o.transpose(1, 2).reshape(n, T, self.nh * self.hd)
 
-    def _forward(self, ids, pos, slots):
+    def _forward(self, ids, pos, slots, causal: bool = False):
         """Logits (rows, vocab) of the last position; writes the caches at `slots` (T,)."""
         m = self.model.model
         x = F.embedding(ids, m.embed_tokens.weight)
         self.c = self.cos[pos].to(self.dtype).unsqueeze(1)                     # rows × 1 × T × dim
         self.s = self.sin[pos].to(self.dtype).unsqueeze(1)
-        allowed = ((self.at[None, :] <= slots[:, None])[None] & self.keymask[:, None, :])[:, None, None]
+        allowed = ((self.at[None, :] <= slots[:, None])[None] & self.keymask[:, None, :])[:, None]  # (rows, 1, T, max_len)
         for i, blk in enumerate(self.blocks):
             q, k, v = self._run(blk, ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], _rms(x, blk["ln1"]))
-            x = x + self._run(blk, ["self_attn.o_proj"], self._attend(i, q, k, v, allowed, slots))[0]
+            x = x + self._run(blk, ["self_attn.o_proj"], self._attend(i, q, k, v, allowed, slots, causal))[0]
             g, u = self._run(blk, ["mlp.gate_proj", "mlp.up_proj"], _rms(x, blk["ln2"]))
             x = x + self._run(blk, ["mlp.down_proj"], F.silu(g) * u)[0]
         return F.linear(_rms(x[:, -1], m.norm), self.model.lm_head.weight)
@@ -291,13 +310,13 @@ class StaticDecoder:
             raise ValueError(f"this decoder was built for {self.n} prompts, got {len(prompts)}")
         ids, mask = left_pad_tensors(prompts, pad_id)
         T0 = ids.shape[1]
-        if T0 + max_new_tokens > self.max_len:
-            raise ValueError(f"prompt ({T0}) + max_new_tokens ({max_new_tokens}) exceed max_len {self.max_len}")
+        if T0 + max_new_tokens - 1 > self.max_len:
+            raise ValueError(f"prompt ({T0}) + max_new_tokens ({max_new_tokens}) - 1 exceed max_len {self.max_len}")
         ids, mask = ids.to(self.device)[self.src_t], mask.to(self.device)[self.src_t]
         self.keymask.fill_(True)
         self.keymask[:, :T0] = mask.bool()
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self._forward(ids, pos, self.at[:T0])                                   # the prompt, once
+        logits = self._forward(ids, pos, self.at[:T0], causal=bool(mask.all()))          # the prompt, once
         self.pos.copy_(pos[:, -1:] + 1)
         self.slot.fill_(T0)
         for step in range(max_new_tokens):

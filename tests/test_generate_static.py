@@ -52,6 +52,24 @@ def test_logits_and_greedy_tokens_equal_transformers(base, fuse):
     assert torch.equal(dec.greedy(prompts, 10), got)                        # the decoder can be reused
 
 
+def test_bf16_logits_are_the_bits_of_transformers_static_cache():
+    """In bfloat16 the loop runs transformers' ops in the same order and shapes: every step's logits are
+    the same bits as generate(cache_implementation="static") with a cache of the same length."""
+    model = tiny_model(hidden_size=256, intermediate_size=512, num_hidden_layers=3, num_attention_heads=8,
+                       num_key_value_heads=2, vocab_size=512, seed=5).to(torch.bfloat16)
+    prompts, n = _prompts((12,) * 4, seed=2), 10
+    ids = torch.tensor(prompts)
+    with torch.no_grad():
+        hf = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                            do_sample=False, eos_token_id=None, pad_token_id=1, cache_implementation="static",
+                            return_dict_in_generate=True, output_logits=True)
+    logits = []
+    dec = StaticDecoder(model, len(prompts), 12 + n - 1)                  # transformers' static cache length
+    tokens = torch.stack(list(dec.steps(prompts, n, lambda lg: (logits.append(lg.float()), lg.argmax(-1))[1])), 1)
+    assert torch.equal(torch.stack(logits, 1), torch.stack(hf.logits, 1))
+    assert torch.equal(tokens, hf.sequences[:, 12:])
+
+
 def test_mixed_adapters_equal_each_adapter_alone(base):
     singles = [_single(base, r, seed) for seed, r in enumerate((2, 4, 1))]
     multi = apply_multi_lora(copy.deepcopy(base), [lora_state(m) for m in singles])
