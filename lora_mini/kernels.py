@@ -50,7 +50,8 @@ def check(model: nn.Module) -> None:
     devices = _devices(model)
     if devices != {"cuda"}:
         raise ValueError(f"kernels='liger' runs Triton kernels on a GPU; the model is on "
-                         f"{', '.join(sorted(devices))}: move it with model.to('cuda') (--device cuda) or use kernels='plain'")
+                         f"{', '.join(sorted(devices))}: move it with model.to('cuda') (--device cuda) "
+                         f"or use kernels='plain'")
     if importlib.util.find_spec("liger_kernel") is None:
         raise ModuleNotFoundError(INSTALL)
 

@@ -19,6 +19,7 @@ def test_serve_bench_writes_every_row_with_matching_tokens(tmp_path):
                          "peft_one_at_a_time", "peft_unmerged_one", "lora_mini_mixed"} and not res["skipped"]
     assert rows["decode_loop"]["tokens_match_static"] and rows["decode_loop"]["token_agreement_with_static"] == 1.0
     assert rows["decode_loop_fused"]["fuse"] and not rows["decode_loop"]["fuse"]
+    assert all(abs(r["tokens_per_s"] * r["seconds"] - 6 * 4) < 1e-6 for r in rows.values())   # every row: all requests
     t = res["targets"]["decode_loop_vs_hf_generate"]
     assert t["got"] == min(rows["decode_loop"]["ratio_to_hf_generate"], rows["decode_loop"]["ratio_to_hf_static"])
     assert t["met"] == (t["got"] >= 3)                                   # float32 here: the tokens match

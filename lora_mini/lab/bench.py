@@ -134,8 +134,8 @@ def flops_per_token(config, seq: int, r: int, method: str) -> dict:
 # NVIDIA H200 spec sheet: 989 TFLOP/s dense bf16 tensor-core peak (1979 is with 2:4 sparsity)
 H200_BF16_DENSE_PEAK = 989e12
 # whose maths each bench method runs, for flops_per_token (recomputation is not counted: model FLOPs)
-FLOP_METHOD = {"full": "full", "full_fused": "full", "lora_mini_fused": "lora_mini", "lora_mini": "lora_mini", "lora_mini_nosplit": "lora_mini", "lora_mini_low": "lora_mini",
-               "lora_mini_ref": "lora_mini_ref", "peft": "lora_mini_ref", "peft_gc": "lora_mini_ref",
+FLOP_METHOD = {"full": "full", "full_fused": "full", "lora_mini": "lora_mini", "lora_mini_fused": "lora_mini",
+               "lora_mini_nosplit": "lora_mini", "lora_mini_low": "lora_mini", "lora_mini_ref": "lora_mini_ref", "peft": "lora_mini_ref", "peft_gc": "lora_mini_ref",
                "peft_gc_liger": "lora_mini_ref"}
 
 

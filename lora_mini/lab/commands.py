@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from ..kernels import KERNELS
 from .config import FULL_FT_LR, PRESETS, DataSettings, FinetuneConfig, LoraConfig, default_preset, parse_targets
 
 
@@ -53,7 +54,7 @@ def add_arguments(p) -> None:
     g.add_argument("--budget", type=float, default=None, help="stop after this many seconds of training (checkpoint)")
     g.add_argument("--memory", choices=["normal", "low"], default="normal",
                    help="low: layer checkpointing + chunked loss for a small GPU (lora_mini.lowmem; eager steps)")
-    g.add_argument("--kernels", choices=["plain", "liger"], default="plain",
+    g.add_argument("--kernels", choices=list(KERNELS), default="plain",
                    help="liger: fused RMSNorm/SwiGLU/RoPE Triton kernels (lora_mini.kernels; needs liger-kernel, a GPU)")
     g = p.add_argument_group("the addition task (when --data is not given)")
     g.add_argument("--digits", default=None, help="operand digits 'lo,hi', e.g. 2,3; "

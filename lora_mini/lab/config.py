@@ -15,6 +15,8 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from numbers import Integral, Real
 
+from ..kernels import KERNELS
+
 
 class ConfigError(ValueError):
     """A setting that cannot work; the message is one line that names the option and the fix."""
@@ -110,7 +112,7 @@ class TrainConfig:
         _int("--checkpoint-every", self.checkpoint_every, low=0, what="a non-negative integer (0: never)")
         _choice("on_nonfinite", self.on_nonfinite, ("stop", "continue"))
         _choice("--memory", self.memory, ("normal", "low"))
-        _choice("--kernels", self.kernels, ("plain", "liger"))
+        _choice("--kernels", self.kernels, KERNELS)
         if self.memory == "low" and self.strategy in ("compiled", "cuda_graph"):
             raise ConfigError(f"--memory low runs eager steps (it recomputes layers in the backward); "
                               f"drop --strategy {self.strategy} or use --strategy eager")

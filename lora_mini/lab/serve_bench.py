@@ -167,13 +167,45 @@ def _agreement(got, want):
     return bool(torch.equal(got, want)), float((got == want).float().mean())
 
 
+def _row(method, out, sec, want, extra=None, tokens=None) -> dict:
+    """One row: `tokens` generated in `sec` (default: all of `out`, rows × new tokens) and how `out`
+    compares with `want`."""
+    match, agree = _agreement(out, want)
+    return {"method": method, "tokens_per_s": (out.numel() if tokens is None else tokens) / sec, "seconds": sec, "tokens_match": match,
+            "token_agreement": agree, **(extra or {})}
+
+
+def merged_rows(model, ids, n: int, device) -> list:
+    """transformers' generate (its default and its static cache) and the decode loop (exact, fused)
+    on one merged model; every row compared with the default generate's tokens."""
+    from lora_mini.decode import StaticDecoder
+    short = lambda **kw: hf_generate(model, ids[:, :4], 2, **kw)       # noqa: E731 -- an untimed warm-up
+    out, sec = timed(lambda: hf_generate(model, ids, n), device, short)
+    hf = out.cpu()
+    rows = [_row("hf_generate_merged", out, sec, hf, {"compared_with": "hf_generate_merged (itself)"})]
+    static = dict(cache_implementation="static")
+    out, sec = timed(lambda: hf_generate(model, ids, n, **static), device, lambda: short(**static))
+    hf_static = out.cpu()
+    rows.append(_row("hf_generate_static", out, sec, hf, {"compared_with": "hf_generate_merged"}))
+    prompts, L = ids.cpu().tolist(), ids.shape[1] + n - 1           # L: transformers' static cache length
+    for method, fuse in (("decode_loop", False), ("decode_loop_fused", True)):
+        dec = StaticDecoder(model, ids.shape[0], L, fuse=fuse)
+        out, sec = timed(lambda: dec.greedy(prompts, n), device)
+        match_static, agree_static = _agreement(out, hf_static)
+        rows.append(_row(method, out, sec, hf, {"compared_with": "hf_generate_merged", "graph": dec.graph,
+                                                "fuse": fuse, "graph_error": dec.graph_error,
+                                                "tokens_match_static": match_static,
+                                                "token_agreement_with_static": agree_static}))
+        del dec
+    return rows
+
+
 def run_methods(cfg: ServeBenchConfig, base, states, ids, idx, device, budget: Budget) -> tuple[list, list]:
     """(rows, skipped): each method's tokens_per_s and tokens_match against the per-adapter reference."""
     from lora_mini.decode import StaticDecoder
     from lora_mini.multi import apply_multi_lora, use_adapter
     K, n, N = cfg.adapters, cfg.new_tokens, ids.shape[0]
     groups = [torch.nonzero(idx == k).flatten() for k in range(K)]
-    short = lambda m, **kw: hf_generate(m, ids[:, :4], 2, **kw)     # noqa: E731 -- an untimed warm-up
     ref = torch.zeros(N, n, dtype=torch.long)
     merged0 = None
     for k in range(K):                                               # the reference: adapter k merged, alone
@@ -181,37 +213,14 @@ def run_methods(cfg: ServeBenchConfig, base, states, ids, idx, device, budget: B
         ref[groups[k]] = hf_generate(mk, ids[groups[k]], n).cpu()
         merged0 = mk if k == 0 else merged0
         del mk
-    prompts = ids.cpu().tolist()
-    rows, skipped, hf = [], [], {}
-
-    def add(method, out, sec, want, extra=None):
-        match, agree = _agreement(out, want)
-        rows.append({"method": method, "tokens_per_s": N * n / sec if method != "" else None,
-                     "seconds": sec, "tokens_match": match, "token_agreement": agree, **(extra or {})})
-
-    out, sec = timed(lambda: hf_generate(merged0, ids, n), device, lambda: short(merged0))
-    hf = out.cpu()
-    add("hf_generate_merged", out, sec, hf, {"compared_with": "hf_generate_merged (itself)"})
-    static = dict(cache_implementation="static")
-    out, sec = timed(lambda: hf_generate(merged0, ids, n, **static), device, lambda: short(merged0, **static))
-    hf_static = out.cpu()
-    add("hf_generate_static", out, sec, hf, {"compared_with": "hf_generate_merged"})
-    L = ids.shape[1] + n - 1                                         # transformers' static cache length
-    for method, fuse in (("decode_loop", False), ("decode_loop_fused", True)):
-        dec = StaticDecoder(merged0, N, L, fuse=fuse)
-        out, sec = timed(lambda: dec.greedy(prompts, n), device)
-        match_static, agree_static = _agreement(out, hf_static)
-        add(method, out, sec, hf, {"compared_with": "hf_generate_merged", "graph": dec.graph, "fuse": fuse,
-                                   "graph_error": dec.graph_error, "tokens_match_static": match_static,
-                                   "token_agreement_with_static": agree_static})
-        del dec
+    rows, skipped = merged_rows(merged0, ids, n, device), []
     del merged0
     multi = apply_multi_lora(__import__("copy").deepcopy(base), states)
     with use_adapter(multi, idx.to(device)):
-        dec = StaticDecoder(multi, N, L, fuse=True)
-        out, sec = timed(lambda: dec.greedy(prompts, n), device)
-    add("lora_mini_mixed", out, sec, ref, {"compared_with": "per-adapter reference", "graph": dec.graph,
-                                           "graph_error": dec.graph_error})
+        dec = StaticDecoder(multi, N, ids.shape[1] + n - 1, fuse=True)
+        out, sec = timed(lambda: dec.greedy(ids.cpu().tolist(), n), device)
+    rows.append(_row("lora_mini_mixed", out, sec, ref, {"compared_with": "per-adapter reference", "graph": dec.graph,
+                                                         "graph_error": dec.graph_error}))
     del dec, multi
     pm = peft_model(base, states, cfg)
     names = [f"a{k}" for k in idx.tolist()]
@@ -225,14 +234,15 @@ def run_methods(cfg: ServeBenchConfig, base, states, ids, idx, device, budget: B
             continue
         pm.set_adapter("a0")
         try:
-            out, sec = timed(fn, device, lambda: short(pm))
+            out, sec = timed(fn, device, lambda: hf_generate(pm, ids[:, :4], 2))
         except Exception as e:                      # noqa: BLE001 -- a PEFT failure is a result, not a crash
             skipped.append({"method": method, "why": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
             continue
         if method == "peft_unmerged_one":
-            add(method, out[groups[0]], sec, ref[groups[0]], {"compared_with": "reference, adapter 0's requests"})
+            rows.append(_row(method, out[groups[0]], sec, ref[groups[0]],     # all N rows ran; compared: adapter 0's
+                             {"compared_with": "reference, adapter 0's requests"}, tokens=out.numel()))
         else:
-            add(method, out, sec, ref, {"compared_with": "per-adapter reference"})
+            rows.append(_row(method, out, sec, ref, {"compared_with": "per-adapter reference"}))
     return rows, skipped
 
 
