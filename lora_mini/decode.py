@@ -13,7 +13,8 @@ over the cache, SwiGLU. Each op is the one transformers runs with its static cac
 order and shapes (the prompt attends causally to its own keys; a step attends to the whole cache
 through a mask, the key/value heads repeated for the query heads), so in bfloat16 the logits are
 the same bits as transformers' `generate(cache_implementation="static")` with a cache of the same
-length (tests/test_generate_static.py, on the CPU), not merely close. `fuse=True` makes q/k/v and
+length (tests/test_generate_static.py, on the CPU; on a GPU generate compiles a static-cache model
+unless given disable_compile=True), not merely close. `fuse=True` makes q/k/v and
 gate/up one GEMM each: fewer kernels, but GEMMs of other shapes (on a GPU cuBLAS picks its kernel by
 shape) may round differently, so it is off by default.
 

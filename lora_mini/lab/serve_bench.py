@@ -8,7 +8,8 @@ shape), K adapters of rank r on all linear layers (random non-zero B, so they di
 (N/K per adapter, interleaved), greedy, `new_tokens` each, no early stop. Rows (`method`):
 
   hf_generate_merged   transformers' generate, all requests on one merged model (adapter 0)
-  hf_generate_static   the same with transformers' static KV cache (cache_implementation="static"):
+  hf_generate_static   the same with transformers' static KV cache (cache_implementation="static",
+                       disable_compile=True: eager, as on the CPU; on a GPU generate would compile it):
                        its agreement with hf_generate_merged is how far transformers' own greedy
                        tokens move in this dtype when only the cache layout (and so the kernels) change
   decode_loop          lora_mini.decode (static KV cache, CUDA graph) on the same merged model, with
@@ -183,7 +184,7 @@ def merged_rows(model, ids, n: int, device) -> list:
     out, sec = timed(lambda: hf_generate(model, ids, n), device, short)
     hf = out.cpu()
     rows = [_row("hf_generate_merged", out, sec, hf, {"compared_with": "hf_generate_merged (itself)"})]
-    static = dict(cache_implementation="static")
+    static = dict(cache_implementation="static", disable_compile=True)    # eager: on a GPU it would auto-compile
     out, sec = timed(lambda: hf_generate(model, ids, n, **static), device, lambda: short(**static))
     hf_static = out.cpu()
     rows.append(_row("hf_generate_static", out, sec, hf, {"compared_with": "hf_generate_merged"}))
