@@ -275,7 +275,7 @@ class StaticDecoder:
             x = x + self._run(blk, ["self_attn.o_proj"], self._attend(i, q, k, v, allowed, slots, causal))[0]
             g, u = self._run(blk, ["mlp.gate_proj", "mlp.up_proj"], _rms(x, blk["ln2"]))
             x = x + self._run(blk, ["mlp.down_proj"], F.silu(g) * u)[0]
-        return F.linear(_rms(x[:, -1], m.norm), self.model.lm_head.weight)
+        return F.linear(_rms(x, m.norm)[:, -1], self.model.lm_head.weight)   # normed over all T, as transformers
 
     def _decode_step(self):
         if not self.graph:
