@@ -16,6 +16,8 @@ and backward, computing the same maths:
     check(model)    the same checks fuse makes, without changing anything: a clear error if
                     liger_kernel is missing, the model is not on a CUDA device, or it is not a
                     Llama-style model with SwiGLU MLPs and RMSNorm.
+    missing(device) why the kernels cannot run on a device (None: they can), for callers that
+                    check before any model exists (the command line, the bench).
     with scoped():  fuse inside the block; on leaving, transformers' RoPE function is the plain one
                     again (to time plain and fused models in one process).
 
@@ -35,6 +37,16 @@ KERNELS = ("plain", "liger")
 LLAMA_LIKE = ("llama",)
 INSTALL = ("liger_kernel is not installed: pip install liger-kernel (a pure-Python wheel; it needs "
            "Triton, which comes with torch's CUDA builds)")
+
+
+def missing(device) -> str | None:
+    """Why Liger's kernels cannot run on `device` ("cuda", "cpu", a torch.device): None when they can."""
+    kind = getattr(device, "type", str(device).split(":")[0])
+    if kind != "cuda":
+        return f"Liger's Triton kernels run on a GPU, not on {kind}"
+    if importlib.util.find_spec("liger_kernel") is None:
+        return INSTALL
+    return None
 
 
 def check(model: nn.Module) -> None:

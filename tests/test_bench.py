@@ -295,7 +295,7 @@ def test_fused_rows_plumbing_on_cpu(tmp_path, monkeypatch):
     """The fused rows' loss path (chunked linear + cross-entropy, tied head training under full FT) and
     their ratios, with Liger's kernels stubbed out (they need a GPU; tests/test_kernels.py covers them there)."""
     from lora_mini import kernels
-    monkeypatch.setattr(bench, "liger_missing", lambda device: None)
+    monkeypatch.setattr(kernels, "missing", lambda device: None)
     monkeypatch.setattr(kernels, "fuse", lambda model: setattr(model, "_lora_mini_kernels", "liger") or model)
     monkeypatch.setattr(kernels, "modules_fused", lambda model: {"rms_norm": -1, "swiglu": -1, "rope": False})
     args = _args(tmp_path, shapes="2x16", methods="full,lora_mini,full_fused,lora_mini_fused")

@@ -61,7 +61,7 @@ from types import SimpleNamespace
 
 import torch
 
-from .. import fast
+from .. import fast, kernels
 from ..inject import apply_lora
 from ..models import DEFAULT_MODEL, load_model, tiny_model
 from .budget import Budget
@@ -88,8 +88,6 @@ SHAPES = {
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                  intermediate_size=128, vocab_size=256),
 }
-LIGER_MISSING = ("liger_kernel is not installed (pip install liger-kernel, a pure-Python wheel; "
-                 "on the GPU machine from the staged wheel)")
 GRAPH_MODES = ("graphed", "compiled_graphed")
 GRAPH_MEM_NOTE = ("not measured: the activations live in the CUDA graph's private memory pool, which "
                   "torch.cuda.max_memory_allocated does not see during replay")
@@ -178,7 +176,7 @@ def liger_copy(base_model):
     (fused linear cross-entropy) for the whole process: models built afterwards use them.
     """
     if importlib.util.find_spec("liger_kernel") is None:
-        raise LookupError(LIGER_MISSING)
+        raise LookupError(kernels.INSTALL)
     if getattr(base_model.config, "model_type", None) != "llama":
         raise LookupError(f"peft_gc_liger patches Llama models only; this one is {base_model.config.model_type!r}")
     from liger_kernel.transformers import apply_liger_kernel_to_llama
@@ -215,7 +213,6 @@ def build(base_model, method: str, r: int, alpha: float, device):
         if method in ("peft_gc", "peft_gc_liger"):
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if method in FUSED:
-        from .. import kernels
         kernels.fuse(model)
     model.train()
     return model, [p for p in model.parameters() if p.requires_grad]
@@ -359,15 +356,6 @@ def profile_step(step, device, top: int = 20) -> dict:
                      "share": round(getattr(e, attr) / total, 4) if total else None} for e in ev[:top]]}
 
 
-def liger_missing(device) -> str | None:
-    """Why the Liger rows cannot run here (None: they can)."""
-    if importlib.util.find_spec("liger_kernel") is None:
-        return LIGER_MISSING
-    if device.type != "cuda":
-        return "liger_kernel's Triton kernels need a GPU"
-    return None
-
-
 def run_one(base_model, method, mode, batch, seq, cfg, device) -> dict:
     """Time one (method, mode, shape) configuration. Raises on failure (the caller records it)."""
     row = {"method": method, "mode": mode, "batch": batch, "seq": seq, "shape": f"{batch}x{seq}"}
@@ -377,10 +365,9 @@ def run_one(base_model, method, mode, batch, seq, cfg, device) -> dict:
     try:
         if mode in GRAPH_MODES and device.type != "cuda":
             raise ValueError(f"mode {mode!r} (CUDA graphs) needs a GPU; use --modes eager on CPU")
-        why = liger_missing(device) if method in LIGER else None
+        why = kernels.missing(device) if method in LIGER else None
         if why:
             raise LookupError(why)
-        from .. import kernels                # the fused rows leave transformers' RoPE as they found it
         with kernels.scoped() if method in FUSED else contextlib.nullcontext(), \
                 fast.fast_path(method != "lora_mini_ref", split_rows=0 if method == "lora_mini_nosplit" else None):
             parts = make_step(base_model, method, mode, batch, seq, cfg, device, row)

@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from .. import kernels
 from ..kernels import KERNELS
 from .config import FULL_FT_LR, PRESETS, DataSettings, FinetuneConfig, LoraConfig, default_preset, parse_targets
 
@@ -134,19 +135,6 @@ def config_from_args(args) -> FinetuneConfig:
                           preset=name)
 
 
-def _check_liger(device: str) -> None:
-    """--kernels liger: a GPU and liger_kernel, or a clear error before the model loads."""
-    import importlib.util
-
-    from ..kernels import INSTALL
-    from .config import ConfigError
-    if not device.startswith("cuda"):
-        raise ConfigError(f"--kernels liger runs Triton kernels on a GPU; the device is {device}: "
-                          "use --device cuda, or --kernels plain")
-    if importlib.util.find_spec("liger_kernel") is None:
-        raise ConfigError(f"--kernels liger: {INSTALL}")
-
-
 def check_before_loading(cfg: FinetuneConfig, args) -> None:
     """Everything that can fail without a model: device, output folder, data files, task size."""
     from .outputs import check_out_folder
@@ -162,8 +150,9 @@ def check_before_loading(cfg: FinetuneConfig, args) -> None:
     if args.resume and args.overwrite:
         from .config import ConfigError
         raise ConfigError("--resume and --overwrite contradict each other: --resume keeps the run in --out")
-    if cfg.train.kernels == "liger":
-        _check_liger(resolve_device(cfg.device))
+    if cfg.train.kernels == "liger" and (why := kernels.missing(resolve_device(cfg.device))):
+        from .config import ConfigError
+        raise ConfigError(f"--kernels liger: {why}; use --device cuda with liger-kernel installed, or --kernels plain")
     from .distributed import launched_rank
     if launched_rank() == 0:                           # under torchrun rank 0 alone writes (and locks) --out
         check_out_folder(cfg.out, overwrite=args.overwrite, resume=args.resume)
