@@ -12,7 +12,9 @@ and backward, computing the same maths:
                     only); RoPE: transformers' Llama `apply_rotary_pos_emb` becomes Liger's for the
                     whole process (Liger's design: the attention calls that module-level function).
                     The loss is not touched: pair it with `lowmem.causal_lm_loss` (chunked linear +
-                    cross-entropy, no B × T × vocab logits) for the fused loss.
+                    cross-entropy, no B × T × vocab logits) for the fused loss. With the
+                    low-memory mode (`lowmem.enable`, after fuse) the recomputed layers keep
+                    Liger's RMSNorm and SwiGLU.
     check(model)    the same checks fuse makes, without changing anything: a clear error if
                     liger_kernel is missing, the model is not on a CUDA device, or it is not a
                     Llama-style model with SwiGLU MLPs and RMSNorm.

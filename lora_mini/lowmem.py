@@ -13,7 +13,9 @@ frozen weights: the activations every layer saves for backward, and the output h
                                    (`KnownGradLinear`; the largest GEMM of the recomputation, d·f);
                                  - RMSNorm saves its input and one float per token, and SwiGLU its two
                                    inputs; the cheap elementwise work is redone in their backward
-                                   (no float32 copies of the hidden states are kept).
+                                   (no float32 copies of the hidden states are kept). A model fused
+                                   with `kernels.fuse` first keeps Liger's RMSNorm and SwiGLU, which
+                                   save the same tensors.
     causal_lm_loss(model, ids, labels)
                                the loss through `linear_cross_entropy`: logits are made chunk by chunk
                                of tokens, each chunk's loss and gradient (w.r.t. the hidden states and,
@@ -36,6 +38,8 @@ from . import fast
 IGNORE = -100
 # decoder layers whose MLP output goes straight into the residual sum (down projection skippable)
 SKIP_DOWN = ("LlamaDecoderLayer", "MistralDecoderLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer")
+# the RMSNorm classes whose forward is transformers' Llama one (replaced by RMSNormFunction)
+RMS_NORMS = ("LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm")
 
 
 # ----------------------------------------------------------------------------- chunked linear + cross-entropy
@@ -149,7 +153,8 @@ class RMSNormFunction(torch.autograd.Function):
 
 
 class SwiGLUFunction(torch.autograd.Function):
-    """silu(gate) · up; saves gate and up only (silu is redone in the backward)."""
+    """silu(gate) · up; saves gate and up only (silu is redone in the backward). The backward runs the
+    kernels autograd runs for F.silu(gate) * up (same bits), plus the one that redoes silu(gate)."""
 
     @staticmethod
     def forward(ctx, gate, up):
@@ -159,11 +164,8 @@ class SwiGLUFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         gate, up = ctx.saved_tensors
-        gf = gate.float()
-        sig = torch.sigmoid(gf)
-        silu = gf * sig
-        grad_up = (g.float() * silu).to(up.dtype)
-        grad_gate = (g.float() * up.float() * sig * (1 + gf * (1 - sig))).to(gate.dtype)
+        grad_up = g * F.silu(gate)
+        grad_gate = torch.ops.aten.silu_backward(g * up, gate)
         return grad_gate, grad_up
 
 
@@ -328,6 +330,17 @@ def _check_no_dropout(model):
                              f"has p = {p}: set the dropout to 0 (e.g. --dropout 0)")
 
 
+def _is_silu(act) -> bool:
+    """torch's nn.SiLU, or transformers' own SiLU module (the MLPs' act_fn since transformers 5)."""
+    return isinstance(act, nn.SiLU) or type(act).__name__ == "SiLUActivation"
+
+
+def _runs_liger(mod: nn.Module) -> bool:
+    """The module already runs Liger's fused kernel (kernels.fuse): it is kept, since Liger's RMSNorm and
+    SwiGLU save what RMSNormFunction and SwiGLUFunction save (inputs, 1/rms) and redo the rest too."""
+    return mod._get_name().startswith("Liger")
+
+
 def enable(model: nn.Module) -> nn.Module:
     """Switch the low-memory mode on for `model` (in place; returns it). See the module docstring."""
     if is_enabled(model):
@@ -342,14 +355,11 @@ def enable(model: nn.Module) -> nn.Module:
             down.forward = functools.partial(_down_forward, down)
         mlp = layer.mlp
         if (all(hasattr(mlp, k) for k in ("gate_proj", "up_proj", "down_proj"))
-                and isinstance(getattr(mlp, "act_fn", None), nn.SiLU)):
+                and _is_silu(getattr(mlp, "act_fn", None)) and not _runs_liger(mlp)):
             mlp.forward = functools.partial(_swiglu_mlp_forward, mlp)
     for mod in model.modules():
-        if type(mod).__name__.endswith("RMSNorm") and hasattr(mod, "variance_epsilon") \
-                and getattr(mod, "weight", None) is not None and type(mod).__name__ in ("LlamaRMSNorm",
-                                                                                      "MistralRMSNorm",
-                                                                                      "Qwen2RMSNorm",
-                                                                                      "Qwen3RMSNorm"):
+        if (type(mod).__name__ in RMS_NORMS and hasattr(mod, "variance_epsilon")
+                and getattr(mod, "weight", None) is not None and not _runs_liger(mod)):
             mod.forward = functools.partial(_rmsnorm_forward, mod)
     model.__dict__["_lowmem_layers"] = len(layers)
     return model

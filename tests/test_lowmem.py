@@ -1,5 +1,6 @@
 """Low-memory mode (lora_mini/lowmem.py): the same loss and gradients as the plain model, less saved."""
 import copy
+import functools
 
 import pytest
 import torch
@@ -52,6 +53,11 @@ def test_rmsnorm_and_swiglu_functions_match_autograd():
     g, u = (torch.randn(4, 6, dtype=torch.float64, requires_grad=True) for _ in range(2))
     assert torch.autograd.gradcheck(SwiGLUFunction.apply, (g, u))
     assert torch.allclose(SwiGLUFunction.apply(g, u), F.silu(g) * u)
+    g, u = (torch.randn(64, 96, dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
+    go = torch.randn(64, 96, dtype=torch.bfloat16)
+    got = torch.autograd.grad(SwiGLUFunction.apply(g, u), (g, u), go)
+    want = torch.autograd.grad(F.silu(g) * u, (g, u), go)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))   # bf16: the same bits as autograd's kernels
 
 
 def _pair(dtype, full=False, tied=False):
@@ -166,3 +172,36 @@ def test_activation_estimate_scales_with_layers_not_vocab():
     more_vocab = lowmem.activation_bytes(2048, 24, 8192, 4 * 49152, 8, 1024)
     assert more_vocab["loss"] < 4 * est["loss"] and more_vocab["kept"] == est["kept"]
     assert lowmem.activation_bytes(2048, 48, 8192, 49152, 8, 1024)["kept"] == 49 * 8192 * 2048 * 2
+
+
+def test_enable_keeps_modules_that_run_liger_kernels():
+    """A model fused with kernels.fuse keeps Liger's RMSNorm / SwiGLU forwards under the low-memory mode
+    (stood in here by the modules' own forwards under Liger's names: Liger's kernels need a GPU)."""
+    plain, _ = _pair(torch.float32)
+    fused = copy.deepcopy(plain)
+    calls = []
+
+    def as_liger(mod, name):
+        own = type(mod).forward
+        mod.__dict__["forward"] = lambda *a, **k: calls.append(name) or own(mod, *a, **k)
+        mod.__dict__["_get_name"] = lambda: name
+    for mod in fused.modules():
+        if type(mod).__name__ == "LlamaRMSNorm":
+            as_liger(mod, "LigerRMSNorm")
+        elif type(mod).__name__ == "LlamaMLP":
+            as_liger(mod, "LigerSwiGLUMLP")
+    lowmem.enable(fused)
+    ids = torch.randint(0, 256, (2, 12))
+    want = plain(input_ids=ids, labels=ids).loss
+    got = lowmem.causal_lm_loss(fused, ids, ids, chunk_tokens=5)
+    assert sorted(set(calls)) == ["LigerRMSNorm", "LigerSwiGLUMLP"]
+    n_forward = len(calls)                                  # 2 layers: 2 norms + 1 MLP each, plus the final norm
+    assert n_forward == 7
+    gw, gg = _grads(plain, want), _grads(fused, got)
+    assert len(calls) == n_forward + 6                      # the backward recomputes each layer's norms and MLP
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    for n in gw:
+        assert _rel(gg[n], gw[n]) < 1e-5, n
+    low = lowmem.enable(copy.deepcopy(plain))               # an unfused model gets lowmem's own functions
+    assert all(isinstance(m.__dict__.get("forward"), functools.partial) for m in low.modules()
+               if type(m).__name__ in ("LlamaRMSNorm", "LlamaMLP"))
