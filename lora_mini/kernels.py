@@ -108,6 +108,11 @@ def fused(model: nn.Module) -> bool:
     return getattr(model, "_lora_mini_kernels", "plain") == "liger"
 
 
+def runs_liger(module: nn.Module) -> bool:
+    """Whether this module runs Liger's forward (fuse binds it per instance and renames the module)."""
+    return module._get_name().startswith("Liger")
+
+
 def modules_fused(model: nn.Module) -> dict:
     """How many RMSNorm / MLP modules of the model run Liger's forward, and whether transformers'
     Llama RoPE function is Liger's now (for the record)."""

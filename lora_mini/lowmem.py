@@ -15,7 +15,7 @@ frozen weights: the activations every layer saves for backward, and the output h
                                    inputs; the cheap elementwise work is redone in their backward
                                    (no float32 copies of the hidden states are kept). A model fused
                                    with `kernels.fuse` first keeps Liger's RMSNorm and SwiGLU, which
-                                   save the same tensors.
+                                   save the same tensors (inputs, 1/rms) and redo the rest too.
     causal_lm_loss(model, ids, labels)
                                the loss through `linear_cross_entropy`: logits are made chunk by chunk
                                of tokens, each chunk's loss and gradient (w.r.t. the hidden states and,
@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import fast
+from . import fast, kernels
 
 IGNORE = -100
 # decoder layers whose MLP output goes straight into the residual sum (down projection skippable)
@@ -335,12 +335,6 @@ def _is_silu(act) -> bool:
     return isinstance(act, nn.SiLU) or type(act).__name__ == "SiLUActivation"
 
 
-def _runs_liger(mod: nn.Module) -> bool:
-    """The module already runs Liger's fused kernel (kernels.fuse): it is kept, since Liger's RMSNorm and
-    SwiGLU save what RMSNormFunction and SwiGLUFunction save (inputs, 1/rms) and redo the rest too."""
-    return mod._get_name().startswith("Liger")
-
-
 def enable(model: nn.Module) -> nn.Module:
     """Switch the low-memory mode on for `model` (in place; returns it). See the module docstring."""
     if is_enabled(model):
@@ -355,11 +349,11 @@ def enable(model: nn.Module) -> nn.Module:
             down.forward = functools.partial(_down_forward, down)
         mlp = layer.mlp
         if (all(hasattr(mlp, k) for k in ("gate_proj", "up_proj", "down_proj"))
-                and _is_silu(getattr(mlp, "act_fn", None)) and not _runs_liger(mlp)):
+                and _is_silu(getattr(mlp, "act_fn", None)) and not kernels.runs_liger(mlp)):
             mlp.forward = functools.partial(_swiglu_mlp_forward, mlp)
     for mod in model.modules():
         if (type(mod).__name__ in RMS_NORMS and hasattr(mod, "variance_epsilon")
-                and getattr(mod, "weight", None) is not None and not _runs_liger(mod)):
+                and getattr(mod, "weight", None) is not None and not kernels.runs_liger(mod)):
             mod.forward = functools.partial(_rmsnorm_forward, mod)
     model.__dict__["_lowmem_layers"] = len(layers)
     return model
